@@ -1,0 +1,75 @@
+"""Seeding, parameter checks and run ids.
+
+Randomness in this project is always seeded from a parameter: call
+``seed_everything(seed)`` at the top of a notebook and pass ``seed`` on to anything
+that draws (torchsde's Brownian motion takes its seed from the argument or numpy).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int) -> None:
+    """Seed ``random``, numpy and torch (CPU and, where present, CUDA) from ``seed``."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {seed!r} ({type(seed).__name__})")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be in [0, 2**32), got {seed}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def params_hash(params: Mapping[str, Any], length: int = 12) -> str:
+    """A stable hex digest of a parameter mapping (key order does not matter)."""
+    blob = json.dumps(_jsonable(params), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def run_id(params: Mapping[str, Any], prefix: str | None = None) -> str:
+    """A run id from a hash of ``params``: the same parameters always give the same id.
+
+    >>> run_id({"seed": 0, "layer": "input"}, prefix="sharegpt")
+    'sharegpt-...'
+    """
+    digest = params_hash(params)
+    return f"{prefix}-{digest}" if prefix else digest
+
+
+def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:
+    """Return ``value`` if it is one of ``allowed``; otherwise a ValueError naming both."""
+    allowed = list(allowed)
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not allowed; choose one of {allowed}")
+    return value
+
+
+def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> Any:
+    """Return ``value`` if it is a number > 0 (>= 0 with ``allow_zero``); else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+    return value
+
+
+__all__ = ["seed_everything", "params_hash", "run_id", "check_choice", "check_positive"]

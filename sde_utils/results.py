@@ -1,0 +1,86 @@
+"""Metrics a notebook records: ``reports/metrics/<notebook>.json``.
+
+Each file holds the notebook's numbers and, beside them, the parameters that produced
+them (so a number is never separated from its settings). The smoke tests read these
+files to assert on what each notebook computed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import paths
+
+
+def to_jsonable(value: Any) -> Any:
+    """numpy/torch scalars and arrays -> Python; NaN and inf -> None (strict JSON)."""
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if hasattr(value, "detach"):  # torch tensor
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def save_metrics(notebook: str, metrics: Mapping[str, Any], parameters: Mapping[str, Any]) -> Path:
+    """Write ``{"notebook", "parameters", "metrics"}`` atomically; returns the path."""
+    if not notebook:
+        raise ValueError("notebook name must be a non-empty string such as '03-train-sde'")
+    path = paths.METRICS_DIR / f"{notebook}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "notebook": notebook,
+        "parameters": to_jsonable(dict(parameters)),
+        "metrics": to_jsonable(dict(metrics)),
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def notebook_parameters(
+    notebook: str, namespace: Mapping[str, Any], folder: Path | None = None
+) -> dict[str, Any]:
+    """The values of ``notebook``'s parameters as they stand in ``namespace``.
+
+    Call it as ``PARAMS = notebook_parameters(NOTEBOOK, globals())`` right after the
+    parameters cell: names come from the notebook's own ``parameters`` cell, values from
+    the kernel, so papermill's injected values are what gets recorded.
+    """
+    from .run import parameter_names
+
+    path = Path(folder or paths.NOTEBOOKS_DIR) / f"{notebook}.ipynb"
+    if not path.is_file():
+        raise FileNotFoundError(f"notebook {notebook!r} not found at {path}")
+    names = parameter_names(path)
+    missing = [n for n in names if n not in namespace]
+    if missing:
+        raise KeyError(f"parameters {missing} of {notebook} are not defined yet; run that cell")
+    return {name: namespace[name] for name in names}
+
+
+def load_metrics(notebook: str, folder: Path | None = None) -> dict[str, Any]:
+    path = Path(folder or paths.METRICS_DIR) / f"{notebook}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no metrics recorded for {notebook!r}: {path} does not exist")
+    return json.loads(path.read_text())
+
+
+__all__ = ["save_metrics", "load_metrics", "notebook_parameters", "to_jsonable"]

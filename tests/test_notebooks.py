@@ -1,0 +1,48 @@
+"""Every notebook in notebooks/ runs through the runner on the quick profile.
+
+Notebooks are discovered, so one added later is covered automatically; each must also
+have a checker below that asserts on the numbers it recorded in reports/metrics/ (a
+notebook without one fails here, on purpose). The run writes into a scratch
+SDE_OUTPUT_ROOT so the committed default-profile reports are never touched; model
+caches under data/interim are shared with the checkout.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sde_utils.paths import NOTEBOOKS_DIR, PROJ_ROOT
+from sde_utils.run import discover_notebooks
+
+NOTEBOOKS = [nb.stem for nb in discover_notebooks(NOTEBOOKS_DIR)]
+
+# notebook stem -> function(metrics: dict, parameters: dict) that asserts on the numbers
+CHECKS = {}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quick")
+    env = os.environ | {"SDE_OUTPUT_ROOT": str(out)}
+    cmd = [sys.executable, "-m", "sde_utils.run", "--profile", "quick", "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=PROJ_ROOT, timeout=1800)
+    summary = json.loads((out / "reports" / "run_summary.json").read_text())
+    return proc, summary, out
+
+
+@pytest.mark.parametrize("stem", NOTEBOOKS)
+def test_notebook_runs_and_records_sane_numbers(stem, quick_run):
+    proc, summary, out = quick_run
+    statuses = {nb["notebook"]: nb for nb in summary["notebooks"]}
+    assert statuses[stem]["status"] == "ok", (
+        f"{stem}: {statuses[stem].get('error')}\n{proc.stderr[-3000:]}"
+    )
+    assert stem in CHECKS, f"add a checker for {stem} to tests/test_notebooks.py"
+    record = json.loads((out / "reports" / "metrics" / f"{stem}.json").read_text())
+    injected = statuses[stem]["parameters"]
+    recorded = {k: record["parameters"].get(k) for k in injected}
+    assert recorded == injected  # what the runner injected is what the notebook recorded
+    CHECKS[stem](record["metrics"], record["parameters"])
