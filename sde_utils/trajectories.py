@@ -598,6 +598,20 @@ class TrajectoryStore:
         start = int(row["offset"])
         return self.embeddings[start : start + int(row["length"])]
 
+    def states(self) -> np.ndarray:
+        """Every state of this view's sequences, stacked in order: ``(sum L_i, d)`` float32.
+
+        Unlike ``embeddings`` (the whole store, shared by every view) this holds only the
+        view's own tokens, e.g. ``store.split("train").states()`` to fit a PCA.
+        """
+        offsets = self.sequences["offset"].to_numpy(np.int64)
+        lengths = self.sequences["length"].to_numpy(np.int64)
+        if len(offsets) and np.all(offsets[1:] == offsets[:-1] + lengths[:-1]):
+            start = int(offsets[0])  # contiguous: one slice, no copy of the index
+            return np.asarray(self.embeddings[start : start + int(lengths.sum())])
+        idx = np.concatenate([np.arange(o, o + n) for o, n in zip(offsets, lengths, strict=True)])
+        return np.asarray(self.embeddings[idx])
+
     def split(self, name: str) -> TrajectoryStore:
         """A view holding only the sequences of split ``name`` (``train``, ``val``, ``test``)."""
         if name not in SPLITS:

@@ -23,6 +23,29 @@ NOTEBOOKS = [nb.stem for nb in discover_notebooks(NOTEBOOKS_DIR)]
 CHECKS = {}
 
 
+def check(stem):
+    def register(fn):
+        CHECKS[stem] = fn
+        return fn
+
+    return register
+
+
+@check("01-extract-embeddings")
+def _(m, p):
+    assert m["n_sequences"] == p["n_pairs"]
+    assert m["dim"] == 576  # SmolLM2-135M's hidden size
+    sizes = m["split_sizes"]
+    assert sum(s["sequences"] for s in sizes.values()) == p["n_pairs"]
+    assert sum(s["tokens"] for s in sizes.values()) == m["n_tokens"]
+    assert sum(m["conversations_per_split"].values()) <= p["n_pairs"]
+    lo, hi = p["min_response_tokens"], p["max_response_tokens"]
+    assert lo <= m["length_median"] <= hi
+    k = m["pca_components_for"]
+    assert 1 <= k["0.5"] < k["0.9"] < k["0.99"] <= m["dim"]
+    assert m["peak_rss_mb"] < 4096  # the memory budget for notebook 01
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("quick")

@@ -540,3 +540,27 @@ def test_meta_is_valid_json_with_sorted_keys(tmp_path):
     text = (build(tmp_path) / "meta.json").read_text()
     meta = json.loads(text)
     assert list(meta) == sorted(meta)
+
+
+def test_states_of_a_view_are_its_own_tokens(tmp_path):
+    rng = np.random.default_rng(0)
+    items = [
+        {"pair_id": f"p{i}", "conv_id": f"c{i}", "split": s}
+        for i, s in enumerate(["train", "val", "train", "test", "train"])
+    ]
+    lengths = [3, 4, 2, 5, 3]
+    states = [rng.normal(size=(n, 2)).astype(np.float32) for n in lengths]
+
+    def embed(chunk):
+        return [
+            {"states": states[int(it["pair_id"][1:])], "token_ids": [0] * lengths[int(it["pair_id"][1:])],
+             "tokens": ["a"] * lengths[int(it["pair_id"][1:])]}
+            for it in chunk
+        ]  # fmt: skip
+
+    store = load_store(build_store("v", items, embed, params={}, root=tmp_path, progress=False))
+    np.testing.assert_array_equal(store.states(), np.concatenate(states))
+    np.testing.assert_array_equal(
+        store.split("train").states(), np.concatenate([states[0], states[2], states[4]])
+    )
+    np.testing.assert_array_equal(store.split("val").states(), states[1])
