@@ -69,3 +69,21 @@ def test_notebook_runs_and_records_sane_numbers(stem, quick_run):
     recorded = {k: record["parameters"].get(k) for k in injected}
     assert recorded == injected  # what the runner injected is what the notebook recorded
     CHECKS[stem](record["metrics"], record["parameters"])
+
+
+@check("03-train-sde")
+def _(m, p):
+    ev = m["evaluation"]
+    assert set(ev) == {"neural_sde", "random_walk", "linear_ou", "drift_only"}
+    for name, row in ev.items():
+        assert row["n_transitions"] > 0
+        assert all(row[k] is not None for k in ("nll", "drift_mse", "drift_r2")), name
+        assert 0.0 <= row["coverage_0.5"] <= row["coverage_0.9"] <= 1.0, name
+    assert abs(ev["random_walk"]["drift_r2"]) < 0.05  # zero drift explains ~nothing
+    assert ev["linear_ou"]["drift_r2"] > 0.1  # token states revert to their mean
+    training = m["neural_sde_training"]
+    assert training["best_val_total"] < training["first_val_total"]  # training helped
+    assert m["state_dim"] == p["pca_dim"]
+    # the verdicts are the table's numbers, not typed in
+    for name, v in m["verdicts"].items():
+        assert v["beats_on_nll"] == (ev[name]["nll"] > ev["neural_sde"]["nll"])
