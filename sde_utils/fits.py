@@ -71,6 +71,16 @@ def check_fit_params(store: TrajectoryStore, params: Mapping[str, Any]) -> None:
         value = params[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    # the network's own checks (activation, time encoding, sigma floor) on a throwaway copy
+    NeuralSDE(
+        2,
+        hidden=params["hidden"],
+        depth=params["depth"],
+        activation=params["activation"],
+        time_encoding=params["time_encoding"],
+        sigma_floor=params["sigma_floor"],
+        time_scale=params["time_scale"],
+    )
     present = set(store.sequences["split"])
     for split in ("train", "val", "test"):
         if split not in present:
