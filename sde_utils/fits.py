@@ -27,7 +27,7 @@ import torch
 
 from . import paths
 from .baselines import DriftOnlyMLP, LinearSDE, RandomWalk
-from .config import check_positive, run_id
+from .config import check_positive, params_hash, run_id
 from .features import FeatureMap
 from .metrics import evaluate_model
 from .results import to_jsonable
@@ -116,7 +116,13 @@ def fit_all(
     """
     params = dict(params)
     check_fit_params(store, params)
-    key = {"store": store.path.name, "content_hash": store.meta.get("content_hash"), **params}
+    key = {
+        "store": store.path.name,
+        "content_hash": store.meta.get("content_hash"),
+        # a view (one temperature, one split, ...) is other data than the whole store
+        "sequences": params_hash({"seq_id": store.sequences["seq_id"].tolist()}),
+        **params,
+    }
     rid = run_id(key, prefix="fit")
     root = Path(root or paths.FITS_DIR)
     final = root / rid
