@@ -1,0 +1,143 @@
+"""Helpers shared by the theory checks: float64 model copies, input coercion, JSON output.
+
+Every theory function works on a float64 copy of the model (``as_float64``), so the
+certified bounds, root finding and Lyapunov solves are not limited by float32 rounding.
+Models follow the contract of :class:`sde_utils.sde.SDEModel`: ``drift(x, t)`` and
+``diffusion(x, t)`` with ``x (B, d)`` and ``t (B,)``, rows independent of each other.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+DTYPE = torch.float64
+
+
+@functools.cache
+def _load_forward_ad() -> None:
+    """Load torch's forward-mode decompositions once, hiding the DeprecationWarning they
+    raise from inside torch (``torch.jit.script`` is used by torch itself, not by us)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.script", category=DeprecationWarning)
+        torch.func.jvp(torch.sin, (torch.zeros(1, dtype=DTYPE),), (torch.ones(1, dtype=DTYPE),))
+
+
+def as_float64(model: torch.nn.Module) -> torch.nn.Module:
+    """A float64 CPU copy of ``model`` in eval mode, weights frozen (the original is untouched)."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module (an SDEModel), got {type(model)!r}")
+    _load_forward_ad()
+    copied = copy.deepcopy(model).to(device="cpu", dtype=DTYPE).eval()
+    for p in copied.parameters():
+        p.requires_grad_(False)  # derivatives are taken in x only; no graph for the weights
+    return copied
+
+
+def as_states(states: Any, name: str = "states") -> torch.Tensor:
+    """``states`` as a float64 tensor of shape ``(N, d)``; a single ``(d,)`` state becomes (1, d)."""
+    x = torch.as_tensor(np.asarray(states) if not torch.is_tensor(states) else states)
+    x = x.detach().to(DTYPE)
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"{name} must have shape (N, d) with N >= 1, got {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains non-finite values")
+    return x
+
+
+def as_times(times: Any, name: str = "times") -> np.ndarray:
+    """``times`` (a float, or a sequence of floats) as a 1-D float64 numpy array (T,), T >= 1."""
+    t = np.atleast_1d(np.asarray(times.detach().cpu() if torch.is_tensor(times) else times))
+    t = t.astype(np.float64)
+    if t.ndim != 1 or t.size == 0:
+        raise ValueError(f"{name} must be a float or a 1-D sequence, got shape {t.shape}")
+    if not np.all(np.isfinite(t)):
+        raise ValueError(f"{name} contains non-finite values: {t}")
+    return t
+
+
+def state_dim_of(model: torch.nn.Module, fallback: int | None = None) -> int:
+    """The model's ``state_dim`` attribute, else ``fallback``; ValueError if neither exists."""
+    d = getattr(model, "state_dim", None)
+    if d is None:
+        if fallback is None:
+            raise ValueError(f"{type(model).__name__} has no state_dim and none was given")
+        return int(fallback)
+    return int(d)
+
+
+def check_dim(model: torch.nn.Module, d: int, what: str) -> None:
+    """ValueError when ``d`` differs from the model's ``state_dim`` (if it declares one)."""
+    md = getattr(model, "state_dim", None)
+    if md is not None and int(md) != d:
+        raise ValueError(f"{what} has dimension {d} but the model's state_dim is {md}")
+
+
+def eval_drift_diffusion(
+    model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor | float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(drift, diffusion)`` at states ``x (B, d)`` and times ``t`` (scalar or (B,)), no grad."""
+    t = torch.as_tensor(t, dtype=x.dtype).reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(x.shape[0])
+    with torch.no_grad():
+        return model.drift(x, t), model.diffusion(x, t)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Recursively convert results to JSON-ready Python objects.
+
+    numpy arrays and torch tensors become (nested) lists, numpy scalars Python numbers,
+    complex numbers ``[real, imag]`` pairs, tuples lists; non-finite floats stay floats
+    (``json.dumps`` writes them as ``Infinity``/``NaN``, which ``json.loads`` reads back).
+    """
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if torch.is_tensor(obj):
+        return to_jsonable(obj.detach().cpu().numpy())
+    if isinstance(obj, np.ndarray):
+        if np.iscomplexobj(obj):
+            return to_jsonable(np.stack([obj.real, obj.imag], axis=-1))
+        return obj.tolist()
+    if isinstance(obj, (complex, np.complexfloating)):
+        return [float(obj.real), float(obj.imag)]
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj)
+    return obj
+
+
+def safe_ratio(upper: float | None, lower: float | None) -> float | None:
+    """``upper / lower``; None when either is missing, inf when only ``lower`` is 0."""
+    if upper is None or lower is None:
+        return None
+    if lower == 0.0:
+        return 1.0 if upper == 0.0 else math.inf
+    return float(upper / lower)
+
+
+__all__ = [
+    "DTYPE",
+    "as_float64",
+    "as_states",
+    "as_times",
+    "state_dim_of",
+    "check_dim",
+    "eval_drift_diffusion",
+    "to_jsonable",
+    "safe_ratio",
+]
