@@ -281,6 +281,10 @@ def run_notebooks(
         if status != "running":
             summary["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         _write_json_atomic(summary_path, summary)
+        if status != "running":  # the run ended (ok, failed or interrupted): refresh the page
+            from .report import try_build_report
+
+            try_build_report(summary_path.parent, run_summary=summary_path, executed_dir=output_dir)
 
     if not selected:
         print(f"no notebooks to run in {notebooks_dir}")

@@ -87,3 +87,47 @@ def _(m, p):
     # the verdicts are the table's numbers, not typed in
     for name, v in m["verdicts"].items():
         assert v["beats_on_nll"] == (ev[name]["nll"] > ev["neural_sde"]["nll"])
+
+
+@check("07-paper-figures")
+def _(m, p):
+    from sde_utils.figures import PAPER_FIGURES
+
+    figs = m["figures"]
+    assert list(figs) == list(PAPER_FIGURES)  # all seven, in the paper's order
+    for stem, rec in figs.items():
+        assert rec["caption"] == PAPER_FIGURES[stem].caption and rec["finding"], stem
+    f1 = figs["fig1-losses"]["numbers"]
+    assert f1["best_val_total"] <= min(f1["first_val_total"], f1["last_val_total"])
+    assert 0 <= f1["val_rises"] <= f1["epochs"] - 1
+    f2 = figs["fig2-actual-vs-predicted"]["numbers"]
+    assert f2["n_responses"] >= 1 and 1 <= f2["horizon"] <= p["horizon"]
+    assert -1 <= f2["corr_early"] <= 1 and -1 <= f2["corr_late"] <= 1
+    assert 0 < f2["skill_step1"] <= 1  # one drift step beats the mean (03: drift R2 > 0)
+    f3 = figs["fig3-trajectories-words"]["numbers"]
+    assert f3["n_steps"] > 0
+    for key in ("closer_than_current", "closer_than_mean", "decoded_is_next_token"):
+        assert 0 <= f3[key] <= 1, key
+    assert 0 < f3["roundtrip_is_next_token"] <= 1  # the PCA keeps some tokens apart
+    assert 0 <= f3["example_decoded_hits"] <= f3["example_steps"] <= p["words_shown"] - 1
+    f4 = figs["fig4-drift-diffusion"]["numbers"]
+    assert f4["n_states"] > 0 and 0 <= f4["toward_mean_share"] <= 1
+    assert 0 < f4["sigma_min"] <= f4["sigma_first5_mean"] <= f4["sigma_max"]
+    assert -1 <= f4["sigma_position_spearman"] <= 1
+    f5 = figs["fig5-drift-pairs-uncertainty"]["numbers"]
+    assert len(f5["mean_speed_by_pair"]) == min(3, m["state_dim"] // 2)
+    assert f5["strongest_pair"] in f5["mean_speed_by_pair"]
+    shares = f5["log_sigma_share_between_pcs"], f5["log_sigma_share_between_tokens"]
+    assert min(shares) >= 0 and sum(shares) <= 1 + 1e-9  # two-way split of one variance
+    assert f5["token_sigma_ratio"] >= 1
+    f6 = figs["fig6-importance-attention"]["numbers"]
+    assert f6["n_tokens"] >= 1 and 0 < f6["norm_min"] <= f6["norm_max"]
+    assert 0 < f6["attention_within_response"] <= 1 + 1e-5  # float32 softmax rows
+    f7 = figs["fig7-capital-of-france"]["numbers"]
+    assert f7["n_steps"] == p["app_b_steps"] and f7["top_k"] == p["top_k"]
+    assert f7["answer_words"] == ["capital", "france", "is", "of", "paris", "the"]
+    assert 0 <= f7["roundtrip_hits"] <= f7["n_answer_tokens"] == 6
+    assert f7["n_step_hits"] == len(f7["step_hits"]) and 0 <= f7["drift_overlap"] <= 1
+    # the verdict follows the numbers
+    answered = f7["n_step_hits"] == min(f7["n_steps"], f7["n_answer_tokens"])
+    assert figs["fig7-capital-of-france"]["finding"].startswith("Yes" if answered else "No")
