@@ -35,6 +35,7 @@ def extract_pairs(
     params: Mapping[str, Any],
     batch_size: int = 8,
     chunk_size: int = 64,
+    root: Path | None = None,
     progress: bool = True,
 ) -> Path:
     """Teacher-forced ``kind`` states of every response of ``pairs`` -> a store; its path.
@@ -74,6 +75,7 @@ def extract_pairs(
         params=dict(params),
         meta={"producer": "teacher_forced_states"},
         chunk_size=chunk_size,
+        root=root,
         progress=progress,
     )
 
@@ -90,6 +92,7 @@ def sample_to_store(
     seed: int,
     params: Mapping[str, Any],
     prompts_per_chunk: int = 4,
+    root: Path | None = None,
     progress: bool = True,
 ) -> Path:
     """The LLM answers each prompt ``k`` times at each temperature -> a store; its path.
@@ -97,7 +100,8 @@ def sample_to_store(
     ``prompts``: dicts with ``pair_id``, ``conv_id``, ``prompt`` and ``split``. One store
     row per (prompt, temperature, sample) with per-step ``entropy`` and ``logprob``.
     Every row's randomness depends only on ``(seed, prompt position, temperature,
-    sample)``, so chunking and resuming do not change the samples.
+    sample)``, so chunking and resuming do not change the samples. End-of-sequence is
+    masked at the first step, so every answer has at least one token.
     """
     temps = [float(t) for t in temperatures]
     per_prompt = k * len(temps)
@@ -130,6 +134,7 @@ def sample_to_store(
             max_new_tokens=max_new_tokens,
             kind=kind,
             seed=seed,
+            min_new_tokens=1,  # an answer has at least one token (a store row needs one)
             prompt_offset=first,
         )
         return [
@@ -151,6 +156,7 @@ def sample_to_store(
         params=dict(params),
         meta={"producer": "sample_trajectories"},
         chunk_size=per_prompt * prompts_per_chunk,
+        root=root,
         progress=progress,
     )
 

@@ -71,6 +71,19 @@ def test_notebook_runs_and_records_sane_numbers(stem, quick_run):
     CHECKS[stem](record["metrics"], record["parameters"])
 
 
+@check("02-sample-trajectories")
+def _(m, p):
+    assert m["n_sequences"] == p["n_prompts"] * p["k"] * len(p["temperatures"])
+    assert m["dim"] == 576
+    temps = [f"{t:g}" for t in p["temperatures"]]
+    assert sorted(m["entropy_by_temperature"]) == sorted(temps)
+    for t in temps:
+        assert 0 <= m["entropy_by_temperature"][t] <= 10.81  # log(49152): the vocabulary
+        assert 1 <= m["mean_length_by_temperature"][t] <= p["max_new_tokens"]
+    # flatter distributions at higher temperature: a property of softmax(logits / T)
+    assert m["entropy_rises_with_temperature"]
+
+
 @check("03-train-sde")
 def _(m, p):
     ev = m["evaluation"]
