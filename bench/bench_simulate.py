@@ -16,15 +16,13 @@ import math
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 import torchsde
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
-from sde_utils.sde import SDEModel  # noqa: E402
-from sde_utils.simulate import euler_maruyama, simulate  # noqa: E402
+from sde_utils.sde import SDEModel
+from sde_utils.simulate import euler_maruyama, simulate
 
 D, HIDDEN, DEPTH, N_PATHS, N_STEPS, DT = 32, 128, 2, 256, 100, 1.0
 REPEATS, TARGET = 9, 2.0

@@ -20,15 +20,12 @@ Usage: ``python bench/bench_stats.py [--rows 10000] [--groups 200] [--boot 1000]
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from scipy import stats as sps
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
-from sde_utils.stats import bootstrap_by_group, spearman, spearman_ci  # noqa: E402
+from sde_utils.stats import bootstrap_by_group, spearman, spearman_ci
 
 TARGET = 0.5
 
