@@ -144,3 +144,127 @@ def _(m, p):
     # the verdict follows the numbers
     answered = f7["n_step_hits"] == min(f7["n_steps"], f7["n_answer_tokens"])
     assert figs["fig7-capital-of-france"]["finding"].startswith("Yes" if answered else "No")
+
+
+MODELS = {"neural_sde", "random_walk", "linear_ou", "drift_only"}
+
+
+def _le(a, b, rel=1e-9):
+    """a <= b up to float rounding (an SVD-based lower bound and a norm-based upper bound of
+    the same linear map differ in the last bits)."""
+    return a <= b + rel * max(1.0, abs(b))
+
+
+@check("04-lipschitz-growth")
+def _(m, p):
+    lip, growth, verdicts = m["lipschitz"], m["growth"], m["verdicts"]
+    assert set(lip) == set(growth) == set(verdicts) == MODELS
+    assert len(m["times"]) == p["n_times"] and m["n_states"] <= p["max_states"]
+    for name, br in lip.items():
+        for key in ("K_mu", "K_sigma", "K"):
+            e = br[key]
+            assert e["upper"] is not None, (name, key)  # every model here has a certificate
+            assert 0.0 <= e["lower"] and _le(e["lower"], e["upper"]), (name, key, e)
+        for key in ("K_mu", "K_sigma"):  # the search only adds to what the data gave
+            assert _le(br[key]["lower_data"], br[key]["lower"]), (name, key)
+        assert br["K"]["upper"] == pytest.approx(br["K_mu"]["upper"] + br["K_sigma"]["upper"])
+        assert br["K"]["lower"] == pytest.approx(br["K_mu"]["lower"] + br["K_sigma"]["lower"])
+        assert _le(max(br["K_mu"]["lower"], br["K_sigma"]["lower"]), br["K_min_lower"])
+        assert _le(br["K_min_lower"], br["K"]["upper"])
+        g = growth[name]
+        assert len(g["sup_sphere"]) == len(p["growth_radii"])
+        assert g["sup_data"] <= g["C_empirical"] and max(g["f0_sq"]) <= g["C_empirical"]
+        assert _le(g["C_empirical"], g["C_certified"]) and _le(g["C_certified"], g["C_simple"])
+        v = verdicts[name]
+        assert v["lipschitz_holds"] and v["linear_growth_holds"] and v["consistent"], name
+        assert (v["K_lower"], v["K_upper"]) == (br["K"]["lower"], br["K"]["upper"])
+    # structure: zero drift and constant sigma are exact zeros; a linear map is bracketed tightly
+    assert lip["random_walk"]["K_mu"]["upper"] == 0.0 == lip["random_walk"]["K_sigma"]["upper"]
+    assert lip["linear_ou"]["K_mu"]["ratio"] == pytest.approx(1.0, abs=1e-9)  # ||A||_2, both ways
+    assert lip["drift_only"]["K_sigma"]["upper"] == 0.0
+    for key in ("K_mu", "K_sigma"):
+        e = lip["neural_sde"][key]
+        assert e["upper_method"] == "combined" and 0.0 < e["lower"]
+        assert _le(e["upper"], e["upper_bounds"]["naive"])  # never worse than the textbook bound
+    # random walk: C = |sigma|^2 exactly, attained at x = 0
+    rw = growth["random_walk"]
+    assert rw["C_empirical"] == pytest.approx(rw["C_certified"], rel=1e-9)
+
+
+@check("05-lyapunov-stability")
+def _(m, p):
+    models, verdicts = m["models"], m["verdicts"]
+    assert set(models) == set(verdicts) == MODELS
+    for name, r in models.items():
+        v = verdicts[name]
+        assert r["P_min_eigenvalue"] > 0, name  # V is positive definite, whatever its source
+        assert r["P_source"] in ("lyapunov", "identity")
+        if r["P_source"] == "lyapunov":
+            assert r["hurwitz"] and r["lyapunov_residual"] < 1e-8, name
+        assert v["hurwitz"] == (r["max_real_eigenvalue"] < 0)
+        assert v["equilibrium_found"] == (r["n_converged"] > 0)
+        if r["n_converged"]:
+            assert r["best_residual"] <= p["residual_tol"]
+        # LV(x*) = Tr(sigma^T P sigma) > 0 (sigma > 0 everywhere): LV <= 0 fails near x*
+        assert r["LV_at_x_star"] > 0 and v["paper_condition_fails_near_x_star"]
+        for form in ("continuous", "discrete"):
+            f = r[form]
+            for key in ("fraction_LV_nonpositive_data", "fraction_LV_nonpositive_sim"):
+                assert 0.0 <= f[key] <= 1.0
+            assert f["c"] > 0 and f["level"] == pytest.approx(f["d"] / f["c"])
+            assert len(f["EV"]) == len(f["bound"]) == len(f["t"])
+            assert f["bound"][0] == pytest.approx(f["EV"][0])  # the bound starts at E V(0)
+            if p["quantile"] == 1.0:
+                assert f["fraction_satisfied"] == 1.0
+        assert r["discrete"]["c"] * m["dt"] <= 1.0 + 1e-12  # the discrete bound needs c dt <= 1
+        # the Euler chain's generator is exact, so its bound must hold on the simulated chain
+        assert r["discrete"]["bound_holds"] and v["bound_holds_discrete"], name
+        assert (
+            v["paper_fraction_LV_nonpositive_data"]
+            == r["continuous"]["fraction_LV_nonpositive_data"]
+        )
+    lin = models["linear_ou"]
+    assert lin["n_converged"] == 1 and lin["hurwitz"] and lin["P_source"] == "lyapunov"
+    rw = models["random_walk"]  # zero drift: singular Lyapunov equation, LV = Tr sigma^2 > 0
+    assert rw["P_source"] == "identity" and not rw["hurwitz"]
+    assert rw["continuous"]["fraction_LV_nonpositive_data"] == 0.0
+
+
+@check("06-moments-picard")
+def _(m, p):
+    lin = m["linear"]
+    # the ODEs agree with continuous-time Monte Carlo (Bonferroni-corrected 3 SE)
+    assert lin["continuous"]["all"]["agree"]
+    assert lin["continuous"]["all"]["fraction_within_3se"] >= 0.98
+    assert lin["token_vs_euler_chain"]["agree"]  # the exact Euler-chain moments hold per token
+    assert ("Euler chain" in lin["matching_forms"]) == lin["token_vs_euler_chain"]["agree"]
+    assert ("continuous ODEs" in lin["matching_forms"]) == lin["token_vs_odes"]["agree"]
+    assert lin["discretisation_bias_max_z"] < 2.0  # the small step's own bias is below the MC error
+    assert set(m["one_step"]) == set(m["recursion"]) == set(m["picard"]) == MODELS
+    for name, o in m["one_step"].items():
+        assert all(t >= 0 for t in o["dt2_term"]), name
+        assert o["sim_euler"]["agree"], name  # the Euler one-step identity is exact
+    assert max(m["one_step"]["random_walk"]["dt2_term"]) == 0.0  # no drift, no dt^2 term
+    for name, r in m["recursion"].items():
+        tok = r["token"]
+        assert len(tok["max_abs_z_euler"]) == p["n_moments"]
+        # the exact Euler-step expectation holds: pure Monte Carlo noise. Not the Bonferroni
+        # flag: per-path X^4 is heavy-tailed, so its SE (and z) fluctuates more than normal;
+        # 5 SE is a generous bound for that
+        assert tok["euler"]["max_abs_z"] < 5.0, name
+        # n = 1: the two forms coincide (n E[mu])
+        assert tok["max_abs_z_ito"][0] == pytest.approx(tok["max_abs_z_euler"][0])
+        assert all(g is None or g > 1.0 for g in r["gap_shrink"]), name  # Ito gap is O(dt)
+        if name != "random_walk":  # n = 2: the Ito form misses E[mu^2] dt, the Euler form not
+            assert tok["max_abs_z_ito"][1] > max(5.0, tok["max_abs_z_euler"][1]), name
+    for name, pc in m["picard"].items():
+        assert pc["bound_holds"], name
+        assert len(pc["sup_diff"]) == pc["n_steps"] + 1 == p["picard_steps"] + 1
+        # Picard reaches the Euler-Maruyama path: exact after n_steps iterations at most
+        assert pc["converged"] and pc["iterations_to_em"] <= pc["n_steps"]
+        assert pc["sup_diff"][-1] <= 1e-9 * (1.0 + max(pc["sup_diff"]))
+        assert pc["dist_to_em"][-1] == pc["final_distance"]
+    assert m["picard"]["random_walk"]["iterations_to_em"] == 1  # no drift, constant sigma
+    v = m["verdicts"]
+    assert v["linear_moment_odes_match_continuous_monte_carlo"] == lin["continuous"]["all"]["agree"]
+    assert v["picard_converges_to_em"] == {n: pc["converged"] for n, pc in m["picard"].items()}

@@ -341,3 +341,28 @@ def test_bracket_is_json_ready_and_certified_for_all_activations():
         text = json.dumps(to_jsonable(br))
         assert json.loads(text)["K_mu"]["upper_method"] == "combined"
         assert math.isfinite(json.loads(text)["K"]["ratio"])
+
+
+def test_random_walk_zero_drift_is_certified():
+    from sde_utils.baselines import RandomWalk
+
+    model = RandomWalk(3)
+    up = lipschitz_upper_bound(model, "drift")
+    assert up["upper"] == 0.0 and up["method"] == "zero_drift"
+    states = np.random.default_rng(0).normal(size=(50, 3))
+    br = lipschitz_bracket(model, states, [0.0, 5.0], progress=False)
+    # zero drift and constant sigma: every bound is exactly 0, and so is K
+    assert br["K_mu"]["lower"] == br["K_mu"]["upper"] == 0.0
+    assert br["K"]["upper"] == 0.0 and br["K"]["ratio"] == 1.0
+
+
+def test_linear_growth_empirical_includes_the_origin():
+    # constant drift c and sigma s: the ratio (|c|^2 + |s|^2) / (1 + |x|^2) peaks at x = 0,
+    # which is neither a data point nor on a sphere of positive radius here
+    c, s = np.array([1.0, -2.0]), np.array([0.5, 0.5])
+    model = ToyLinear(np.zeros((2, 2)), c, s)
+    res = linear_growth(model, np.full((4, 2), 3.0), 0.0, [1.0, 10.0], n_directions=8)
+    peak = (c**2).sum() + (s**2).sum()
+    assert res["C_empirical"] == pytest.approx(peak, rel=1e-12)  # float64 rounding
+    assert res["C_certified"] == pytest.approx(peak, rel=1e-12)  # K_mu = K_sigma = 0: tight
+    assert res["sup_data"] < peak

@@ -13,9 +13,11 @@ Frobenius norm of diag(sigma). We bracket the Lipschitz constants in x (time fix
   through the first layer's time-feature columns, i.e. as a constant shift):
   models with ``drift_net`` / ``diffusion_net`` (``nn.Sequential`` of Linear layers and
   elementwise activations, diffusion = softplus(net) + floor) get a chain bound (below);
-  models with an ``A`` matrix (linear drift) get ||A||_2; models with a constant ``sigma``
-  get K_sigma = 0. Each structure is first *verified* numerically against
-  ``model.drift`` / ``model.diffusion``; anything else gets ``upper=None`` and a reason.
+  models with an ``A`` matrix (linear drift) get ||A||_2; a
+  :class:`~sde_utils.baselines.RandomWalk` (zero drift by construction) gets K_mu = 0;
+  models with a constant ``sigma`` get K_sigma = 0. Each structure is first *verified*
+  numerically against ``model.drift`` / ``model.diffusion``; anything else gets
+  ``upper=None`` and a reason.
 - **lower bounds**: the largest Jacobian spectral norm over the given states and times
   and over seeded random probes at growing distances from the data (batched power
   iteration on J^T J with ``torch.func`` JVP/VJP, or for d <= 32 the exact SVD of the
@@ -58,6 +60,7 @@ from scipy.stats import norm as _normal
 from torch import nn
 from tqdm.auto import tqdm
 
+from sde_utils.baselines import RandomWalk
 from sde_utils.config import check_choice, check_positive
 from sde_utils.theory._common import (
     as_float64,
@@ -340,6 +343,18 @@ def _upper(model: nn.Module, which: str, seed: int = 0) -> dict[str, Any]:
             out["structure"] = "mlp"
             return out
         out["reason"] = f"{net_name}: {reason}"
+        return out
+    if which == "drift" and isinstance(model, RandomWalk):
+
+        def struct(xx, tt):
+            return torch.zeros_like(xx)
+
+        reason = _verify(model.drift, struct, x, t)
+        if reason is None:
+            out.update(upper=0.0, method="zero_drift", bounds={"zero_drift": 0.0})
+            out["structure"] = "constant"
+            return out
+        out["reason"] = f"zero drift: {reason}"
         return out
     if which == "drift" and hasattr(model, "A"):
         a = torch.as_tensor(model.A).detach().to(torch.float64)
@@ -783,9 +798,10 @@ def linear_growth(
     (a + b r)^2 <= 2 a^2 + 2 b^2 r^2 gives C_simple = 2 max(a^2, b^2) with a^2, b^2 the
     two sums above; C_certified <= C_simple always.
 
-    Empirical C. sup of (|mu|^2 + |sigma|^2) / (1 + |x|^2) over ``states`` x ``times`` and
-    over spheres |x| = r for each r in ``radii`` (``n_directions`` seeded random
-    directions each). Any such value is a lower bound of the smallest valid C.
+    Empirical C. sup of (|mu|^2 + |sigma|^2) / (1 + |x|^2) over ``states`` x ``times``, over
+    spheres |x| = r for each r in ``radii`` (``n_directions`` seeded random directions
+    each) and at x = 0 (where the ratio is ``f0_sq``). Any such value is a lower bound of
+    the smallest valid C.
 
     Args:
         model: an SDEModel. states: ``(N, d)``. times: float or ``(T,)``. radii: ``(R,)``.
@@ -835,7 +851,7 @@ def linear_growth(
     sphere = np.array(
         [_growth_ratio(m64, torch.as_tensor(ri * u), t).max() for ri in r], dtype=np.float64
     )
-    c_emp = float(max(data.max(), sphere.max() if sphere.size else -np.inf))
+    c_emp = float(max(data.max(), sphere.max() if sphere.size else -np.inf, a2))
     return {
         "C_certified": c_cert,
         "C_simple": c_simple,

@@ -195,7 +195,7 @@ def picard_convergence(
     w_sum = float(w.sum())
     le = elementary_symmetric_log(w, n_iter)
     m = np.arange(n_iter + 1)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # w_sum = 0: 0 * log 0, fixed below
         lfact = m * np.log(w_sum) - np.array([math.lgamma(k + 1) for k in m])
     lfact[0] = 0.0  # (sum w)^0 / 0! = 1, also when sum w = 0
     delta0, e0 = sup_diff[0], dist[0]
