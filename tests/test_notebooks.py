@@ -268,3 +268,123 @@ def _(m, p):
     v = m["verdicts"]
     assert v["linear_moment_odes_match_continuous_monte_carlo"] == lin["continuous"]["all"]["agree"]
     assert v["picard_converges_to_em"] == {n: pc["converged"] for n, pc in m["picard"].items()}
+
+
+@check("08-diffusion-vs-uncertainty")
+def _(m, p):
+    import math
+
+    from sde_utils.stats import verdict
+    from sde_utils.uncertainty import INSUFFICIENT
+
+    def num(v):  # save_metrics writes NaN as null
+        return math.nan if v is None else float(v)
+
+    def interval_ok(iv, lo=-math.inf, hi=math.inf):
+        est, low, high = (num(iv[k]) for k in ("estimate", "low", "high"))
+        if math.isnan(low) or math.isnan(high):
+            assert math.isnan(low) and math.isnan(high) and iv["reason"], iv  # says why
+        else:
+            assert lo <= low <= high <= hi, iv
+            assert not math.isnan(est), iv  # an interval always comes with its estimate
+        if not math.isnan(est):
+            assert lo <= est <= hi, iv
+        # (a percentile interval need not contain its estimate, so that is not asserted)
+
+    def rows_ok(rows, nonnegative=True):
+        for r in rows:
+            assert r["n"] > 0 and r["n_groups"] >= 1
+            if nonnegative:  # squared errors, |sigma|^2, squared increments
+                assert r["mean"] >= 0
+            if r["low"] is not None:
+                assert r["low"] <= r["high"]
+
+    temps = m["temperatures"]
+    assert m["n_tokens"] > 0 and m["n_conversations"] >= 1 and len(temps) >= 1
+    assert set(m["held_out_splits"]) <= {"train", "val", "test"}
+    for results in m["correlations"].values():
+        assert set(results) == {"spearman", "partial_position", "partial_position_temperature"}
+        for iv in results.values():
+            interval_ok(iv, -1.0, 1.0)
+            assert iv["n"] == m["n_tokens"]
+    assert sorted(float(t) for t in m["sigma_entropy_by_temperature"]) == temps
+    for iv in m["sigma_entropy_by_temperature"].values():
+        interval_ok(iv, -1.0, 1.0)
+
+    temp = m["temperature"]
+    for name in ("sigma03", "increment", "increment_model_space", "fitted"):
+        interval_ok(temp[name]["slope"])
+        rows_ok(temp[name]["by_temperature"])
+    for name in ("sigma03", "increment", "increment_model_space"):
+        assert [r["level"] for r in temp[name]["by_temperature"]] == temps
+        assert sum(r["n"] for r in temp[name]["by_temperature"]) == m["n_tokens"]
+    fitted = temp["fitted"]
+    n_seeds = len(p["temperature_fit_seeds"])
+    assert fitted["n_fits"] + len(fitted["skipped"]) == len(temps) * n_seeds
+    assert all(v > 0 for v in fitted["random_walk_sigma2"].values())
+    if n_seeds < 2:  # one fit per temperature: no interval that includes fitting noise
+        assert fitted["slope"]["low"] is None
+
+    first = m["first_step"]
+    assert first["dims"] == p["kl_dims"] and first["n_groups"] >= 0
+    if first["n_groups"]:
+        assert set(first["by_model"]) == {"neural_sde", "random_walk", "linear_ou", "drift_only"}
+    for res in first["by_model"].values():
+        assert res["n_groups"] + res["n_degenerate"] == first["n_groups"]
+        for stat in ("kl_gauss_diag", "energy"):
+            interval_ok(res[stat]["excess"])
+            if res["n_groups"]:
+                assert 0.0 <= res[stat]["share_p05"] <= 1.0
+        if res["n_groups"]:
+            assert res["kl_gauss_diag"]["mean"] >= 0 and res["kl_gauss_diag"]["null_mean"] >= 0
+
+    comp = m["complexity"]
+    assert comp["measure"] == p["complexity_measure"]
+    assert comp["n_responses"] > 0 and comp["n_test_transitions"] > 0
+    interval_ok(comp["slope"])
+    rows_ok(comp["by_position"])
+    rows_ok(comp["by_complexity"])
+    assert sum(r["n"] for r in comp["by_position"]) == comp["n_test_transitions"]
+    assert sum(r["n"] for r in comp["by_complexity"]) <= comp["n_responses"]
+
+    hz = m["horizons"]
+    interval_ok(hz["slope"])
+    for name in ("neural_sde", "random_walk"):
+        rows = hz[f"{name}_by_horizon"]
+        rows_ok(rows)
+        levels = [r["level"] for r in rows]
+        assert levels == sorted(levels) and set(levels) <= set(p["horizons"])
+
+    losses = m["losses"]
+    interval_ok(losses["drop"])
+    drop = losses["test_total_before"] - losses["test_total_after"]
+    assert math.isclose(losses["drop"]["estimate"], drop, rel_tol=1e-9, abs_tol=1e-9)
+    assert losses["val_total_best"] <= losses["val_total_first_epoch"]  # a min includes epoch 1
+    assert 1 <= losses["best_epoch"] <= losses["epochs"]
+
+    rows = m["verdicts"]
+    assert [r["section"] for r in rows] == ["4.2.1", "4.2.2", "4.2.2"] + ["4.2.3"] * 3 + ["beyond"]
+    for row in rows:
+        low, high = num(row["low"]), num(row["high"])
+        if math.isnan(low) or math.isnan(high):
+            assert row["verdict"] == INSUFFICIENT, row
+        else:
+            want = verdict((low, high), threshold=row["threshold"], direction=row["direction"])
+            assert row["verdict"] == want, row
+    # each verdict rests on the interval recorded above
+    rho = m["correlations"]["sigma2~entropy_next"]
+    sources = [
+        losses["drop"],
+        hz["slope"],
+        comp["slope"],
+        rho["spearman"],
+        rho["partial_position"],
+        rho["partial_position_temperature"],
+        fitted["slope"],
+    ]
+    for row, iv in zip(rows, sources, strict=True):
+        assert (row["estimate"], row["low"], row["high"]) == (
+            iv["estimate"],
+            iv["low"],
+            iv["high"],
+        )
