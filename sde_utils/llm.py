@@ -533,11 +533,12 @@ def teacher_forced_states(
 # ----------------------------------------------------------------------------- sampling
 
 
-def _row_generator(seed: int, prompt_index: int, temperature: float, sample_index: int, device):
-    """A torch generator for one (prompt, temperature, sample) row, independent of batching."""
+def _row_generator(seed: int, prompt_index: int, temperature: float, sample_index: int):
+    """A CPU torch generator for one (prompt, temperature, sample) row, independent of
+    batching (it draws one uniform number per step, whatever the device)."""
     key = [int(seed), int(prompt_index), int(sample_index), int(round(temperature * 1_000_000))]
     state = np.random.SeedSequence(key).generate_state(2, dtype=np.uint32)
-    gen = torch.Generator(device=device)
+    gen = torch.Generator()
     gen.manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)
     return gen
 
@@ -591,10 +592,11 @@ def sample_trajectories(
     distribution actually sampled from. ``prompt_offset``: the index of ``prompts[0]``
     in a larger list, so sampling a list in chunks gives the same rows as one call.
 
-    Sampling is the Gumbel-max trick with noise from one generator per row seeded from
-    ``(seed, prompt_index, sample_index, temperature)``, so the output does not depend on
-    ``batch_size`` or on the other prompts (up to float rounding from padding). The loop is
-    KV-cached; rows are grouped by prompt length into batches of ``batch_size`` rows
+    Sampling is by inverse CDF (float64 cumulative sum, one uniform number per step) from
+    one generator per row seeded from ``(seed, prompt_index, sample_index, temperature)``,
+    so a row does not depend on the other prompts; another ``batch_size`` changes only float
+    rounding (padding, kernel shapes), which flips a draw only if it lands within rounding
+    distance of a CDF boundary. The loop is KV-cached; rows are grouped by prompt length into batches of ``batch_size`` rows
     (default: ``k * len(temperatures)``, one prompt's rows), left-padded with matching
     attention mask and position ids; a prompt shared by several rows is run once and its
     cache copied; finished rows leave the batch.
@@ -621,15 +623,13 @@ def sample_trajectories(
     rows = [(p, ti, s) for p in range(len(prompts)) for ti in range(len(temps)) for s in range(k)]
     order = sorted(range(len(rows)), key=lambda r: (len(prompt_ids[rows[r][0]]), r))
     eos = _eos_ids(model, tokenizer) if stop_at_eos else []
-    device = model.device
     results: list[dict[str, Any] | None] = [None] * len(rows)
     n_batches = math.ceil(len(order) / batch_size)
     with torch.inference_mode():
         for chunk in tqdm(_chunks(order, batch_size), total=n_batches, disable=not progress):
             batch_rows = [rows[r] for r in chunk]
             gens = [
-                _row_generator(seed, prompt_offset + p, temps[ti], s, device)
-                for p, ti, s in batch_rows
+                _row_generator(seed, prompt_offset + p, temps[ti], s) for p, ti, s in batch_rows
             ]
             outs = _sample_batch(
                 model,
@@ -719,17 +719,19 @@ def _sample_batch(
         for step in range(max_new_tokens):
             if step < min_new_tokens and len(eos):
                 logits[:, eos_t] = float("-inf")  # as generate's min_new_tokens: no early end
+            # few full-vocabulary ops per step: each is a parallel region, and on a busy
+            # machine every extra region costs a scheduler wait
             logp = torch.log_softmax(logits / scale[active, None], dim=-1)
-            noise = torch.stack(
-                [
-                    torch.rand(logp.shape[-1], generator=gens[r], device=device)
-                    for r in active.tolist()
-                ]
-            )
-            gumbel = -torch.log(-torch.log(noise))
+            prob = logp.exp()
+            ent = torch.special.entr(prob).sum(-1)
+            # inverse-CDF sampling with one uniform number per row from its own generator
+            cdf = prob.cumsum(-1, dtype=torch.float64)
+            u = torch.tensor([float(torch.rand((), generator=gens[r])) for r in active.tolist()])
+            target = (u.to(device=device, dtype=torch.float64) * cdf[:, -1])[:, None]
+            tok = torch.searchsorted(cdf, target, right=True)[:, 0].clamp_(max=cdf.shape[-1] - 1)
             is_greedy = greedy[active]
-            tok = torch.where(is_greedy, logp.argmax(-1), (logp + gumbel).argmax(-1))
-            ent = torch.special.entr(logp.exp()).sum(-1)
+            if bool(is_greedy.any()):
+                tok = torch.where(is_greedy, logp.argmax(-1), tok)
             lp = logp.gather(-1, tok[:, None])[:, 0]
             ent = torch.where(is_greedy, torch.zeros_like(ent), ent)
             lp = torch.where(is_greedy, torch.zeros_like(lp), lp)

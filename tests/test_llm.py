@@ -351,7 +351,7 @@ def test_sampled_steps_match_a_full_forward_pass(lm, kind):
         np.testing.assert_allclose(r["logprob"], chosen, rtol=0, atol=1e-4)
 
 
-def test_sampling_is_seeded_and_independent_of_batching(lm, samples):
+def test_sampling_is_seeded_and_independent_of_other_prompts(lm, samples):
     model, tokenizer = lm
     kwargs = dict(k=2, temperatures=(0.7, 1.3), max_new_tokens=12)
     again = sample_trajectories(model, tokenizer, PROMPTS[:2], seed=3, **kwargs)
@@ -361,10 +361,14 @@ def test_sampling_is_seeded_and_independent_of_batching(lm, samples):
         np.testing.assert_array_equal(a["entropy"], b["entropy"])
     other = sample_trajectories(model, tokenizer, PROMPTS[:2], seed=4, **kwargs)
     assert any(a["token_ids"] != b["token_ids"] for a, b in zip(samples, other, strict=True))
-    # one generator per (prompt, temperature, sample): the batch layout does not matter
-    # (up to rounding, which does not flip any draw here)
-    single = sample_trajectories(model, tokenizer, PROMPTS[:2], seed=3, batch_size=3, **kwargs)
-    assert [r["token_ids"] for r in single] == [r["token_ids"] for r in samples]
+    # one generator per (prompt, temperature, sample): prompt 1 sampled on its own (its
+    # index given by prompt_offset) runs the very same batches, so it is reproduced exactly
+    alone = sample_trajectories(model, tokenizer, PROMPTS[1:2], seed=3, prompt_offset=1, **kwargs)
+    ones = [r for r in samples if r["prompt_index"] == 1]
+    assert [r["prompt_index"] for r in alone] == [1] * len(ones)
+    for a, b in zip(ones, alone, strict=True):
+        assert a["token_ids"] == b["token_ids"]
+        np.testing.assert_array_equal(a["logprob"], b["logprob"])
 
 
 def test_low_temperature_approaches_greedy(lm):
