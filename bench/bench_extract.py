@@ -21,9 +21,9 @@ import statistics
 import time
 
 import torch
+from _sharegpt_pairs import sharegpt_pairs
 
-from bench._sharegpt_pairs import sharegpt_pairs  # noqa: E402
-from sde_utils.llm import encode_pair, load_llm, teacher_forced_states  # noqa: E402
+from sde_utils.llm import encode_pair, load_llm, teacher_forced_states
 
 TARGET = 0.9
 

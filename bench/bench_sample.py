@@ -21,9 +21,9 @@ import statistics
 import time
 
 import torch
+from _sharegpt_pairs import sharegpt_pairs
 
-from bench._sharegpt_pairs import sharegpt_pairs  # noqa: E402
-from sde_utils.llm import encode_pair, load_llm, sample_trajectories  # noqa: E402
+from sde_utils.llm import encode_pair, load_llm, sample_trajectories
 
 TARGET = 0.85
 
