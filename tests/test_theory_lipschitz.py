@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from toy_models import ToyLinear
 
 from sde_utils.sde import SDEModel
 from sde_utils.theory import (
@@ -55,27 +56,6 @@ class ToyNeuralSDE(SDEModel):
 
     def diffusion(self, x, t):
         return nn.functional.softplus(self.diffusion_net(self._z(x, t))) + self.sigma_floor
-
-
-class ToyLinear(SDEModel):
-    """The LinearSDE contract: drift x A^T + b, constant sigma property."""
-
-    def __init__(self, A, b, sigma):
-        super().__init__()
-        self.state_dim = len(b)
-        self.A = nn.Parameter(torch.as_tensor(A, dtype=torch.float64))
-        self.b = nn.Parameter(torch.as_tensor(b, dtype=torch.float64))
-        self.log_sigma = nn.Parameter(torch.as_tensor(sigma, dtype=torch.float64).log())
-
-    @property
-    def sigma(self):
-        return self.log_sigma.exp()
-
-    def drift(self, x, t):
-        return x @ self.A.T + self.b
-
-    def diffusion(self, x, t):
-        return self.sigma.expand(x.shape[0], -1)
 
 
 class SineModel(SDEModel):

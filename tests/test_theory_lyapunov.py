@@ -9,7 +9,7 @@ import scipy.linalg
 import scipy.optimize
 import torch
 from scipy.stats import norm
-from torch import nn
+from toy_models import ToyLinear
 
 from sde_utils.sde import SDEModel
 from sde_utils.theory import (
@@ -26,27 +26,6 @@ from sde_utils.theory import (
 )
 
 F64 = torch.float64
-
-
-class ToyLinear(SDEModel):
-    """The LinearSDE contract: drift x A^T + b, constant sigma property."""
-
-    def __init__(self, A, b, sigma):
-        super().__init__()
-        self.state_dim = len(b)
-        self.A = nn.Parameter(torch.as_tensor(A, dtype=F64))
-        self.b = nn.Parameter(torch.as_tensor(b, dtype=F64))
-        self.log_sigma = nn.Parameter(torch.as_tensor(sigma, dtype=F64).log())
-
-    @property
-    def sigma(self):
-        return self.log_sigma.exp()
-
-    def drift(self, x, t):
-        return x @ self.A.T + self.b
-
-    def diffusion(self, x, t):
-        return self.sigma.expand(x.shape[0], -1)
 
 
 class Cubic(SDEModel):

@@ -4,11 +4,9 @@ scalar OU), Gauss–Hermite quadrature (exact Gaussian expectations) and Monte C
 import numpy as np
 import pytest
 import scipy.linalg
-import torch
 from scipy.stats import norm
-from torch import nn
+from toy_models import ToyLinear
 
-from sde_utils.sde import SDEModel
 from sde_utils.theory import (
     along_paths,
     euler_chain_moments,
@@ -201,31 +199,10 @@ def test_bad_arguments_are_named():
         moment_recursion_check(np.zeros(5), np.zeros(5), np.zeros(5), 0.1)
 
 
-class ToyLinear(SDEModel):
-    """The LinearSDE contract: drift x A^T + b, constant sigma property."""
-
-    def __init__(self):
-        super().__init__()
-        self.state_dim = 2
-        self.A = nn.Parameter(torch.as_tensor(A))
-        self.b = nn.Parameter(torch.as_tensor(B))
-        self.log_sigma = nn.Parameter(torch.as_tensor(SIGMA).log())
-
-    @property
-    def sigma(self):
-        return self.log_sigma.exp()
-
-    def drift(self, x, t):
-        return x @ self.A.T + self.b
-
-    def diffusion(self, x, t):
-        return self.sigma.expand(x.shape[0], -1)
-
-
 def test_along_paths_feeds_the_recursion_check_for_a_model():
     dt, n_steps = 0.5, 5
     paths = euler_paths(100_000, dt, n_steps, seed=5)
-    mu, sg = along_paths(ToyLinear(), paths, t0=0.0, dt=dt)
+    mu, sg = along_paths(ToyLinear(A, B, SIGMA), paths, t0=0.0, dt=dt)
     np.testing.assert_allclose(mu, paths @ A.T + B, rtol=1e-12, atol=1e-14)  # same map
     np.testing.assert_allclose(sg, np.broadcast_to(SIGMA, paths.shape), rtol=1e-14)
     res = moment_recursion_check(paths[..., 0], mu[..., 0], sg[..., 0], dt, n_max=3)
