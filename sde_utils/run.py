@@ -229,6 +229,14 @@ def git_commit() -> str | None:
         return None
 
 
+def _relative(path: Path) -> str:
+    """``path`` relative to the project root when inside it (summaries travel with the repo)."""
+    try:
+        return str(Path(path).resolve().relative_to(paths.PROJ_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def _write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -264,7 +272,7 @@ def run_notebooks(
 
     summary: dict[str, Any] = {
         "profile": name,
-        "profile_path": str(profile_path),
+        "profile_path": _relative(profile_path),
         "git_commit": git_commit(),
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "finished": None,
@@ -301,7 +309,7 @@ def run_notebooks(
     for nb, result in zip(bar, results, strict=True):
         bar.set_postfix_str(nb.stem)
         out_path = output_dir / nb.path.name
-        result.output = str(out_path)
+        result.output = _relative(out_path)
         result.status = "running"
         save("running")
         began = time.perf_counter()
