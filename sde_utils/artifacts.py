@@ -10,10 +10,10 @@ consumer never has to recompute another notebook's hash.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from . import paths
+from .atomic import atomic_write_text
 
 
 def _registry() -> Path:
@@ -40,11 +40,7 @@ def set_latest(role: str, folder: Path) -> None:
     if not folder.exists():
         raise FileNotFoundError(f"cannot register {folder}: it does not exist")
     entries = _read() | {role: str(relative)}
-    path = _registry()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(_registry(), json.dumps(entries, indent=2, sort_keys=True) + "\n")
 
 
 def get_latest(role: str) -> Path:

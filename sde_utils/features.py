@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -24,6 +23,8 @@ import numpy as np
 import torch
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
+
+from sde_utils.atomic import atomic_write
 
 _FORMAT = "sde_utils.features.FeatureMap/1"
 
@@ -212,15 +213,7 @@ class FeatureMap:
             "explained_variance_ratio": self.explained_variance_ratio_,
             "full_explained_variance_ratio": self.full_explained_variance_ratio_,
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FeatureMap:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import paths
+from .atomic import atomic_write_text
 
 
 def to_jsonable(value: Any) -> Any:
@@ -43,16 +43,12 @@ def save_metrics(notebook: str, metrics: Mapping[str, Any], parameters: Mapping[
     if not notebook:
         raise ValueError("notebook name must be a non-empty string such as '03-train-sde'")
     path = paths.METRICS_DIR / f"{notebook}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "notebook": notebook,
         "parameters": to_jsonable(dict(parameters)),
         "metrics": to_jsonable(dict(metrics)),
     }
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
 
 
 def notebook_parameters(

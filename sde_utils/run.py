@@ -19,7 +19,6 @@ import argparse
 import ast
 import datetime as dt
 import json
-import os
 import re
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import nbformat
 import yaml
 
 from . import paths
+from .atomic import atomic_write_text
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d{2})-[\w-]+\.ipynb$")
 KERNEL_NAME = "sde-llm"
@@ -238,10 +238,7 @@ def _relative(path: Path) -> str:
 
 
 def _write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
 
 
 def run_notebooks(

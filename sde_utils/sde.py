@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from sde_utils.atomic import atomic_write
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
@@ -291,18 +292,6 @@ class NeuralSDE(_MLPDriftMixin, SDEModel):
 # ----------------------------------------------------------------------------- save / load
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_model(model: SDEModel, path: str | os.PathLike) -> Path:
     """Write ``{"class", "config", "state_dict"}`` of ``model`` to ``path`` (atomically).
 
@@ -317,9 +306,8 @@ def save_model(model: SDEModel, path: str | os.PathLike) -> Path:
         )
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     path = Path(path)
-    _atomic_torch_save(
-        {"format": 1, "class": name, "config": model.config(), "state_dict": state}, path
-    )
+    saved = {"format": 1, "class": name, "config": model.config(), "state_dict": state}
+    atomic_write(path, lambda fh: torch.save(saved, fh))
     return path
 
 

@@ -22,7 +22,6 @@ import json
 import math
 import numbers
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -34,8 +33,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from sde_utils.atomic import atomic_write, atomic_write_text
 from sde_utils.baselines import check_transitions
-from sde_utils.sde import SDEModel, _atomic_torch_save
+from sde_utils.sde import SDEModel
 
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -213,17 +213,7 @@ class History:
 
     def to_json(self, path: str | os.PathLike) -> Path:
         """Write :meth:`to_dict` as JSON (atomically); returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self.to_dict(), fh, indent=1, allow_nan=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1, allow_nan=False))
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> History:
@@ -451,25 +441,21 @@ def fit(
     def save_checkpoint() -> None:
         if ckpt_path is None:
             return
-        _atomic_torch_save(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "signature": signature,
-                "epoch": epoch,
-                "model": _copy_state(model),
-                "optimizer": optimizer.state_dict(),
-                "best_state": best_state,
-                "best_val": best_val,
-                "bad_epochs": bad_epochs,
-                "history": history.to_dict(),
-                "generator_state": generator.get_state(),
-                "torch_rng_state": torch.get_rng_state(),
-                "cuda_rng_state": torch.cuda.get_rng_state_all()
-                if torch.cuda.is_available()
-                else None,
-            },
-            ckpt_path,
-        )
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "signature": signature,
+            "epoch": epoch,
+            "model": _copy_state(model),
+            "optimizer": optimizer.state_dict(),
+            "best_state": best_state,
+            "best_val": best_val,
+            "bad_epochs": bad_epochs,
+            "history": history.to_dict(),
+            "generator_state": generator.get_state(),
+            "torch_rng_state": torch.get_rng_state(),
+            "cuda_rng_state": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+        atomic_write(ckpt_path, lambda fh: torch.save(state, fh))
 
     def stop_bad_loss(kind: str, where: str, value: float) -> None:
         word = "non-finite" if kind == "nonfinite_loss" else f"exploding (> max_loss={max_loss:g})"

@@ -44,6 +44,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from sde_utils import paths
+from sde_utils.atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -119,16 +120,6 @@ def _items_hash(items: list[dict]) -> str:
             raise TypeError(f"every item must be JSON serialisable: {err}") from err
         h.update(b"\n")
     return "sha256:" + h.hexdigest()
-
-
-def _write_atomic(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write through ``write(file)`` to a temporary name beside ``path``, then rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, mode) as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _file_sha256(h: Any, path: Path) -> None:
@@ -313,7 +304,7 @@ def _write_chunk(path: Path, states: np.ndarray, lengths: np.ndarray, records: l
     def write(f: Any) -> None:
         np.savez(f, states=states, lengths=lengths, dim=np.int64(states.shape[1]), records=blob)
 
-    _write_atomic(path, write)
+    atomic_write(path, write)
 
 
 # --- building ----------------------------------------------------------------------------------
@@ -396,7 +387,7 @@ def build_store(
     for tmp in partial.glob(".*.tmp"):
         tmp.unlink()
     if not (partial / "manifest.json").exists():
-        _write_atomic(partial / "manifest.json", lambda f: f.write(_dumps(manifest)), "w")
+        atomic_write(partial / "manifest.json", lambda f: f.write(_dumps(manifest)), "w")
 
     n_chunks = math.ceil(len(items) / chunk_size)
     todo = [k for k in range(n_chunks) if not _chunk_path(partial, k).exists()]
@@ -493,7 +484,7 @@ def _assemble(
     os.replace(tmp_emb, partial / "embeddings.npy")
 
     table = _sequence_table(items, records, offset, length)
-    _write_atomic(partial / "sequences.parquet", lambda f: pq.write_table(table, f))
+    atomic_write(partial / "sequences.parquet", lambda f: pq.write_table(table, f))
 
     h = hashlib.sha256()
     _file_sha256(h, partial / "embeddings.npy")
@@ -520,7 +511,7 @@ def _assemble(
         "package_versions": _package_versions(),
         "content_hash": "sha256:" + h.hexdigest(),
     }
-    _write_atomic(partial / "meta.json", lambda f: f.write(_dumps(out_meta, indent=2)), "w")
+    atomic_write(partial / "meta.json", lambda f: f.write(_dumps(out_meta, indent=2)), "w")
     return out_meta
 
 
