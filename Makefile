@@ -36,10 +36,10 @@ $(STAMP): pyproject.toml constraints.txt
 	@echo "environment ready: $(VENV) (kernel '$(KERNEL)')"
 
 reproduce: install ## run every notebook on the default profile -> reports/
-	$(PY) -m sde_utils.run --profile $(PROFILE)
+	$(PY) -m sde_utils --profile $(PROFILE)
 
 quick: install ## the same on the quick profile (minutes)
-	$(PY) -m sde_utils.run --profile quick
+	$(PY) -m sde_utils --profile quick
 
 test: install ## run the test suite (notebook smoke tests on the quick profile)
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
@@ -48,12 +48,12 @@ test: install ## run the test suite (notebook smoke tests on the quick profile)
 lint: install ## ruff on code and notebooks; source notebooks must carry no outputs
 	$(VENV)/bin/ruff check sde_utils tests bench notebooks
 	$(VENV)/bin/ruff format --check sde_utils tests bench notebooks
-	$(PY) -m sde_utils.nbcheck notebooks
+	$(PY) -m sde_utils.pipeline.nbcheck notebooks
 
 format: install ## apply ruff's fixes and formatting, strip notebook outputs
 	$(VENV)/bin/ruff check --fix sde_utils tests bench notebooks
 	$(VENV)/bin/ruff format sde_utils tests bench notebooks
-	$(PY) -m sde_utils.nbcheck --strip notebooks
+	$(PY) -m sde_utils.pipeline.nbcheck --strip notebooks
 
 lab: install ## JupyterLab on the venv's kernel
 	$(VENV)/bin/jupyter lab notebooks

@@ -19,7 +19,7 @@ import time
 import torch
 import transformers  # noqa: F401  (import cost kept out of the timers)
 
-from sde_utils.llm import _load_gguf, gguf_path, load_llm
+from sde_utils.extraction.llm import _load_gguf, gguf_path, load_llm
 
 TARGET_S = 1.0
 

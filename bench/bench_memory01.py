@@ -25,7 +25,7 @@ def main() -> int:
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as scratch:
         env = os.environ | {"SDE_OUTPUT_ROOT": scratch}
-        cmd = [sys.executable, "-m", "sde_utils.run", "--profile", args.profile, "--only", "01",
+        cmd = [sys.executable, "-m", "sde_utils.pipeline.run", "--profile", args.profile, "--only", "01",
                "--no-progress"]  # fmt: skip
         subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)
         record = Path(scratch) / "reports" / "metrics" / "01-extract-embeddings.json"

@@ -23,7 +23,7 @@ import time
 import torch
 from _sharegpt_pairs import sharegpt_pairs
 
-from sde_utils.llm import encode_pair, load_llm, sample_trajectories
+from sde_utils.extraction.llm import encode_pair, load_llm, sample_trajectories
 
 TARGET = 0.85
 

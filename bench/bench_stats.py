@@ -25,7 +25,7 @@ import time
 import numpy as np
 from scipy import stats as sps
 
-from sde_utils.stats import bootstrap_by_group, spearman, spearman_ci
+from sde_utils.analysis.stats import bootstrap_by_group, spearman, spearman_ci
 
 TARGET = 0.5
 

@@ -1,4 +1,4 @@
-"""One training epoch of ``sde_utils.train.fit`` vs a minimal hand-written PyTorch loop.
+"""One training epoch of ``sde_utils.models.train.fit`` vs a minimal hand-written PyTorch loop.
 
 Same NeuralSDE (d=64 as after PCA, hidden 128, depth 2, float32), same ~50k training
 transitions, batch 512, AdamW with the same lr / weight decay, same loss (drift squared
@@ -22,8 +22,8 @@ import time
 
 import torch
 
-from sde_utils.sde import NeuralSDE
-from sde_utils.train import fit
+from sde_utils.models.neural import NeuralSDE
+from sde_utils.models.train import fit
 
 
 def reference_epoch(model, x0, t0, x1, dt, lam, batch_size, lr, weight_decay, seed):

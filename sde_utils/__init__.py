@@ -1,22 +1,21 @@
 """sde_utils: an SDE lens on LLM text generation (arXiv 2408.11863).
 
-The public API is re-exported here and imported lazily (PEP 562), so ``import
-sde_utils`` stays cheap for the runner and the CLI while ``from sde_utils import
-NeuralSDE`` still works. Each name lives in one module:
+The package reads as the pipeline, one folder per stage, each imported only by the
+stages after it:
 
-- data and states: ``load_pairs``, ``assign_splits`` (data); ``load_llm``,
-  ``teacher_forced_states``, ``sample_trajectories`` (llm); ``build_store``,
-  ``load_store``, ``TrajectoryStore`` (trajectories); ``extract_pairs``,
-  ``sample_to_store`` (extract);
-- models and fitting: ``SDEModel``, ``NeuralSDE``, ``save_model``, ``load_model`` (sde);
-  ``RandomWalk``, ``LinearSDE``, ``DriftOnlyMLP`` (baselines); ``fit``, ``History``,
-  ``drift_loss``, ``diffusion_loss``, ``evaluate_losses`` (train); ``FeatureMap``
-  (features); ``fit_all``, ``load_fit``, ``Fit`` (fits);
-- simulation and metrics: ``euler_maruyama``, ``drift_path`` (simulate; the function
-  ``simulate`` is imported from ``sde_utils.simulate``, the submodule of that name);
-  ``evaluate_model``, ``one_step_nll``, ``energy_distance``, ``mmd_rbf`` (metrics);
-- running: ``seed_everything``, ``run_id`` (config); ``run_notebooks`` (run);
-  ``savefig`` (plots); ``save_metrics`` (results).
+- ``extraction/``: text -> LLM states -> trajectory store (notebooks 01, 02);
+- ``models/``: the ``SDEModel`` interface, neural SDE, baselines, features, training,
+  simulation, held-out metrics, fits (notebook 03);
+- ``theory/``: Lipschitz and growth, Lyapunov, moments, Picard on any SDEModel (04-06);
+- ``analysis/``: statistics with intervals, the uncertainty study, paper-figure numbers
+  (07, 08);
+- ``plots/``: every figure of every notebook;
+- ``pipeline/``: papermill runner, metrics records, report page (no science imported);
+- ``paths``, ``config`` (seeding, run ids), ``checks`` (argument checks), ``io``
+  (atomic writes, ``to_jsonable``) serve them all.
+
+The most used names are re-exported here and imported lazily (PEP 562), so ``import
+sde_utils`` stays cheap for the runner while ``from sde_utils import NeuralSDE`` works.
 """
 
 from __future__ import annotations
@@ -27,22 +26,22 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "data": ["load_pairs", "assign_splits"],
-    "llm": ["load_llm", "teacher_forced_states", "sample_trajectories"],
-    "trajectories": ["build_store", "load_store", "TrajectoryStore"],
-    "extract": ["extract_pairs", "sample_to_store"],
-    "sde": ["SDEModel", "NeuralSDE", "save_model", "load_model"],
-    "baselines": ["RandomWalk", "LinearSDE", "DriftOnlyMLP"],
-    "train": ["fit", "History", "drift_loss", "diffusion_loss", "evaluate_losses"],
-    "features": ["FeatureMap"],
-    "fits": ["fit_all", "load_fit", "Fit"],
+    "extraction.pairs": ["load_pairs", "assign_splits"],
+    "extraction.llm": ["load_llm", "teacher_forced_states", "sample_trajectories"],
+    "extraction.store": ["build_store", "load_store", "TrajectoryStore"],
+    "extraction.extract": ["extract_pairs", "sample_to_store"],
+    "models.neural": ["SDEModel", "NeuralSDE", "save_model", "load_model"],
+    "models.baselines": ["RandomWalk", "LinearSDE", "DriftOnlyMLP"],
+    "models.train": ["fit", "History", "drift_loss", "diffusion_loss", "evaluate_losses"],
+    "models.features": ["FeatureMap"],
+    "models.fits": ["fit_all", "load_fit", "Fit"],
     # `simulate` itself is not re-exported: it would clash with the submodule of that name
-    "simulate": ["euler_maruyama", "drift_path"],
-    "metrics": ["evaluate_model", "one_step_nll", "energy_distance", "mmd_rbf"],
+    "models.simulate": ["euler_maruyama", "drift_path"],
+    "models.metrics": ["evaluate_model", "one_step_nll", "energy_distance", "mmd_rbf"],
     "config": ["seed_everything", "run_id"],
-    "run": ["run_notebooks"],
-    "plots": ["savefig"],
-    "results": ["save_metrics"],
+    "pipeline.run": ["run_notebooks"],
+    "plots.style": ["savefig", "show"],
+    "pipeline.results": ["save_metrics"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

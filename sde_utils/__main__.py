@@ -1,7 +1,7 @@
-"""``python -m sde_utils`` is ``python -m sde_utils.run``."""
+"""``python -m sde_utils`` is ``python -m sde_utils.pipeline.run``."""
 
 import sys
 
-from .run import main
+from sde_utils.pipeline.run import main
 
 sys.exit(main())

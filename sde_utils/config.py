@@ -1,4 +1,4 @@
-"""Seeding, parameter checks and run ids.
+"""Seeding, parameter hashes and run ids.
 
 Randomness in this project is always seeded from a parameter: call
 ``seed_everything(seed)`` at the top of a notebook and pass ``seed`` on to anything
@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -54,22 +54,4 @@ def run_id(params: Mapping[str, Any], prefix: str | None = None) -> str:
     return f"{prefix}-{digest}" if prefix else digest
 
 
-def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:
-    """Return ``value`` if it is one of ``allowed``; otherwise a ValueError naming both."""
-    allowed = list(allowed)
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not allowed; choose one of {allowed}")
-    return value
-
-
-def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> Any:
-    """Return ``value`` if it is a number > 0 (>= 0 with ``allow_zero``); else ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
-    return value
-
-
-__all__ = ["seed_everything", "params_hash", "run_id", "check_choice", "check_positive"]
+__all__ = ["seed_everything", "params_hash", "run_id"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sde_utils.config import check_choice, check_positive, params_hash, run_id, seed_everything
+from sde_utils.config import params_hash, run_id, seed_everything
 
 
 def _draws():
@@ -38,15 +38,3 @@ def test_run_id_is_a_stable_hash_of_the_parameters():
     assert a.startswith("sharegpt-") and len(a) == len("sharegpt-") + 12
     assert run_id({"seed": 1, "kind": "input"}) != run_id({"seed": 0, "kind": "input"})
     assert params_hash({"x": np.int64(3)}) == params_hash({"x": 3})  # numpy scalars normalised
-
-
-def test_checks_name_the_value_and_the_allowed_set():
-    assert check_choice("kind", "input", ["input", "hidden"]) == "input"
-    with pytest.raises(ValueError, match=r"kind='layer' is not allowed; choose one of"):
-        check_choice("kind", "layer", ["input", "hidden"])
-    assert check_positive("dt", 0.5) == 0.5
-    with pytest.raises(ValueError, match="dt must be > 0, got 0"):
-        check_positive("dt", 0)
-    assert check_positive("lam", 0, allow_zero=True) == 0
-    with pytest.raises(TypeError, match="dt must be a number"):
-        check_positive("dt", "1")

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from sde_utils.paths import NOTEBOOKS_DIR, PROJ_ROOT
-from sde_utils.run import discover_notebooks
+from sde_utils.pipeline.run import discover_notebooks
 
 NOTEBOOKS = [nb.stem for nb in discover_notebooks(NOTEBOOKS_DIR)]
 
@@ -50,7 +50,7 @@ def _(m, p):
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("quick")
     env = os.environ | {"SDE_OUTPUT_ROOT": str(out)}
-    cmd = [sys.executable, "-m", "sde_utils.run", "--profile", "quick", "--no-progress"]
+    cmd = [sys.executable, "-m", "sde_utils.pipeline.run", "--profile", "quick", "--no-progress"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=PROJ_ROOT, timeout=1800)
     summary = json.loads((out / "reports" / "run_summary.json").read_text())
     return proc, summary, out
@@ -104,7 +104,7 @@ def _(m, p):
 
 @check("07-paper-figures")
 def _(m, p):
-    from sde_utils.figures import PAPER_FIGURES
+    from sde_utils.analysis.paper_figures import PAPER_FIGURES
 
     figs = m["figures"]
     assert list(figs) == list(PAPER_FIGURES)  # all seven, in the paper's order
@@ -274,8 +274,8 @@ def _(m, p):
 def _(m, p):
     import math
 
-    from sde_utils.stats import verdict
-    from sde_utils.uncertainty import INSUFFICIENT
+    from sde_utils.analysis.stats import verdict
+    from sde_utils.analysis.uncertainty import INSUFFICIENT
 
     def num(v):  # save_metrics writes NaN as null
         return math.nan if v is None else float(v)

@@ -9,7 +9,7 @@ Every function returns floats, numpy arrays and dicts of them; :func:`to_jsonabl
 turns any result into JSON-ready Python objects.
 """
 
-from sde_utils.theory._common import to_jsonable
+from sde_utils.io import to_jsonable
 from sde_utils.theory.lipschitz import (
     EXACT_MAX_DIM,
     GELU_DERIVATIVE_MAX,

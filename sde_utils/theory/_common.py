@@ -1,8 +1,8 @@
-"""Helpers shared by the theory checks: float64 model copies, input coercion, JSON output.
+"""Helpers shared by the theory checks: float64 model copies and input coercion.
 
 Every theory function works on a float64 copy of the model (``as_float64``), so the
 certified bounds, root finding and Lyapunov solves are not limited by float32 rounding.
-Models follow the contract of :class:`sde_utils.sde.SDEModel`: ``drift(x, t)`` and
+Models follow the contract of :class:`sde_utils.models.neural.SDEModel`: ``drift(x, t)`` and
 ``diffusion(x, t)`` with ``x (B, d)`` and ``t (B,)``, rows independent of each other.
 """
 
@@ -12,7 +12,6 @@ import copy
 import functools
 import math
 import warnings
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -93,34 +92,6 @@ def eval_drift_diffusion(
         return model.drift(x, t), model.diffusion(x, t)
 
 
-def to_jsonable(obj: Any) -> Any:
-    """Recursively convert results to JSON-ready Python objects.
-
-    numpy arrays and torch tensors become (nested) lists, numpy scalars Python numbers,
-    complex numbers ``[real, imag]`` pairs, tuples lists; non-finite floats stay floats
-    (``json.dumps`` writes them as ``Infinity``/``NaN``, which ``json.loads`` reads back).
-    """
-    if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if torch.is_tensor(obj):
-        return to_jsonable(obj.detach().cpu().numpy())
-    if isinstance(obj, np.ndarray):
-        if np.iscomplexobj(obj):
-            return to_jsonable(np.stack([obj.real, obj.imag], axis=-1))
-        return obj.tolist()
-    if isinstance(obj, (complex, np.complexfloating)):
-        return [float(obj.real), float(obj.imag)]
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj)
-    return obj
-
-
 def safe_ratio(upper: float | None, lower: float | None) -> float | None:
     """``upper / lower``; None when either is missing, inf when only ``lower`` is 0."""
     if upper is None or lower is None:
@@ -138,6 +109,5 @@ __all__ = [
     "state_dim_of",
     "check_dim",
     "eval_drift_diffusion",
-    "to_jsonable",
     "safe_ratio",
 ]

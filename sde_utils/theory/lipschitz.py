@@ -14,7 +14,7 @@ Frobenius norm of diag(sigma). We bracket the Lipschitz constants in x (time fix
   models with ``drift_net`` / ``diffusion_net`` (``nn.Sequential`` of Linear layers and
   elementwise activations, diffusion = softplus(net) + floor) get a chain bound (below);
   models with an ``A`` matrix (linear drift) get ||A||_2; a
-  :class:`~sde_utils.baselines.RandomWalk` (zero drift by construction) gets K_mu = 0;
+  :class:`~sde_utils.models.baselines.RandomWalk` (zero drift by construction) gets K_mu = 0;
   models with a constant ``sigma`` get K_sigma = 0. Each structure is first *verified*
   numerically against ``model.drift`` / ``model.diffusion``; anything else gets
   ``upper=None`` and a reason.
@@ -60,8 +60,8 @@ from scipy.stats import norm as _normal
 from torch import nn
 from tqdm.auto import tqdm
 
-from sde_utils.baselines import RandomWalk
-from sde_utils.config import check_choice, check_positive
+from sde_utils.checks import check_choice, check_positive
+from sde_utils.models.baselines import RandomWalk
 from sde_utils.theory._common import (
     as_float64,
     as_states,

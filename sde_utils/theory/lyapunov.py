@@ -31,7 +31,7 @@ import scipy.optimize
 import torch
 from torch import nn
 
-from sde_utils.config import check_choice, check_positive
+from sde_utils.checks import check_choice, check_positive
 from sde_utils.theory._common import (
     as_float64,
     as_states,

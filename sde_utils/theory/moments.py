@@ -33,7 +33,7 @@ import torch
 from scipy.integrate import solve_ivp
 from torch import nn
 
-from sde_utils.config import check_positive
+from sde_utils.checks import check_positive
 from sde_utils.theory._common import as_float64, check_dim, eval_drift_diffusion
 
 

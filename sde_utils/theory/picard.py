@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sde_utils.config import check_positive
+from sde_utils.checks import check_positive
 from sde_utils.theory._common import as_float64, as_states, check_dim, eval_drift_diffusion
 from sde_utils.theory.lipschitz import _upper
 

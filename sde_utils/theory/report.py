@@ -30,7 +30,7 @@ import torch
 from scipy.stats import norm
 from torch import nn
 
-from sde_utils.config import check_positive
+from sde_utils.checks import check_positive
 from sde_utils.theory._common import as_float64, as_states, eval_drift_diffusion
 from sde_utils.theory.lyapunov import (
     expected_V,

@@ -1,0 +1,164 @@
+"""From text to trajectory stores: the glue between the LLM and the store.
+
+Two producers, one store format (see :mod:`sde_utils.extraction.store`):
+
+- :func:`extract_pairs` (notebook 01): teacher-forced states of given responses;
+- :func:`sample_to_store` (notebook 02): the LLM answers prompts itself, K times at each
+  temperature, recording per step its state, entropy and the chosen token's log-prob.
+
+Both build the store chunk by chunk, so an interrupted run resumes where it stopped, and
+both key the store on a hash of everything that determines its numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from sde_utils.config import run_id as make_run_id
+from sde_utils.extraction.llm import sample_trajectories, teacher_forced_states
+from sde_utils.extraction.store import build_store
+
+ANNOTATIONS = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
+
+
+def extract_pairs(
+    pairs: datasets.Dataset,
+    splits: Sequence[str],
+    model,
+    tokenizer,
+    *,
+    kind: str,
+    params: Mapping[str, Any],
+    batch_size: int = 8,
+    chunk_size: int = 64,
+    root: Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Teacher-forced ``kind`` states of every response of ``pairs`` -> a store; its path.
+
+    ``splits[i]`` is pair i's split (from :func:`sde_utils.extraction.pairs.assign_splits`).
+    ``params``: what determines the numbers (data selection, model, kind, split
+    fractions, seed); the store's run id is a hash of them, prefixed ``tf-``.
+    """
+    if len(splits) != len(pairs):
+        raise ValueError(f"got {len(splits)} split labels for {len(pairs)} pairs")
+    keep = [
+        "pair_id",
+        "conv_id",
+        "prompt",
+        "response",
+        *[a for a in ANNOTATIONS if a in pairs.column_names],
+    ]
+    items = [
+        {**{c: row[c] for c in keep}, "split": split}
+        for row, split in zip(pairs, splits, strict=True)
+    ]
+
+    def embed(chunk: list[dict]) -> list[dict]:
+        return teacher_forced_states(
+            model,
+            tokenizer,
+            [item["prompt"] for item in chunk],
+            [item["response"] for item in chunk],
+            kind=kind,
+            batch_size=batch_size,
+        )
+
+    return build_store(
+        make_run_id(dict(params), prefix="tf"),
+        items,
+        embed,
+        params=dict(params),
+        meta={"producer": "teacher_forced_states"},
+        chunk_size=chunk_size,
+        root=root,
+        progress=progress,
+    )
+
+
+def sample_to_store(
+    prompts: Sequence[Mapping[str, Any]],
+    model,
+    tokenizer,
+    *,
+    k: int,
+    temperatures: Sequence[float],
+    max_new_tokens: int,
+    kind: str,
+    seed: int,
+    params: Mapping[str, Any],
+    prompts_per_chunk: int = 4,
+    root: Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """The LLM answers each prompt ``k`` times at each temperature -> a store; its path.
+
+    ``prompts``: dicts with ``pair_id``, ``conv_id``, ``prompt`` and ``split``. One store
+    row per (prompt, temperature, sample) with per-step ``entropy`` and ``logprob``.
+    Every row's randomness depends only on ``(seed, prompt position, temperature,
+    sample)``, so chunking and resuming do not change the samples. End-of-sequence is
+    masked at the first step, so every answer has at least one token.
+    """
+    temps = [float(t) for t in temperatures]
+    per_prompt = k * len(temps)
+    items = []
+    for index, p in enumerate(prompts):
+        for temperature in temps:
+            for sample in range(k):
+                items.append(
+                    {
+                        "pair_id": f"{p['pair_id']}|T={temperature:g}|s={sample}",
+                        "source_pair_id": p["pair_id"],
+                        "conv_id": p["conv_id"],
+                        "split": p["split"],
+                        "prompt": p["prompt"],
+                        "prompt_index": index,
+                        "temperature": temperature,
+                        "sample_index": sample,
+                    }
+                )
+
+    def embed(chunk: list[dict]) -> list[dict]:
+        first = chunk[0]["prompt_index"]
+        chunk_prompts = [chunk[i]["prompt"] for i in range(0, len(chunk), per_prompt)]
+        rows = sample_trajectories(
+            model,
+            tokenizer,
+            chunk_prompts,
+            k=k,
+            temperatures=temps,
+            max_new_tokens=max_new_tokens,
+            kind=kind,
+            seed=seed,
+            min_new_tokens=1,  # an answer has at least one token (a store row needs one)
+            prompt_offset=first,
+        )
+        return [
+            {
+                "states": r["states"],
+                "token_ids": r["token_ids"],
+                "tokens": r["tokens"],
+                "entropy": r["entropy"],
+                "logprob": r["logprob"],
+                "text": r["text"],
+            }
+            for r in rows
+        ]
+
+    return build_store(
+        make_run_id(dict(params), prefix="sampled"),
+        items,
+        embed,
+        params=dict(params),
+        meta={"producer": "sample_trajectories"},
+        chunk_size=per_prompt * prompts_per_chunk,
+        root=root,
+        progress=progress,
+    )
+
+
+__all__ = ["extract_pairs", "sample_to_store", "ANNOTATIONS"]

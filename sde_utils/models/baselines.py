@@ -1,0 +1,235 @@
+"""Baseline SDE models with the same interface as :class:`~sde_utils.models.neural.NeuralSDE`.
+
+All three have a constant diagonal diffusion ``sigma`` (property, ``(d,)``):
+
+- :class:`RandomWalk`: ``dX = sigma dW`` (zero drift);
+- :class:`LinearSDE`: Ornstein–Uhlenbeck ``dX = (A X + b) dt + sigma dW``, time-homogeneous;
+- :class:`DriftOnlyMLP`: MLP drift (exactly NeuralSDE's ``drift_net``) and constant sigma.
+
+``RandomWalk`` and ``LinearSDE`` hold their coefficients in buffers (no trainable parameters)
+and are fitted by :meth:`fit_closed_form` from transitions ``x0 (N, d)``, ``t0 (N,)``,
+``x1 (N, d)`` with step ``dt``, by the Euler–Maruyama likelihood: the drift by plain least
+squares of the increments ``(x1 - x0) / dt`` on ``[x0, 1]`` (this minimises the paper's drift
+loss), and ``sigma_j^2 = mean_i(residual_ij^2) / dt`` per dimension (the Gaussian MLE given
+the drift). On data from the exact OU transition the least-squares drift estimates
+``(expm(A dt) - I) / dt``, which tends to ``A`` as ``dt -> 0``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import torch
+from torch import nn
+
+from sde_utils.models.neural import (
+    SDEModel,
+    _check_float,
+    _check_int,
+    _MLPDriftMixin,
+    register_model,
+)
+
+SIGMA_MIN = 1e-12  # closed-form sigma is clamped here so a constant dimension stays valid
+
+
+def check_transitions(
+    x0: torch.Tensor, t0: torch.Tensor, x1: torch.Tensor, dt: float, *, name: str = "data"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Validate transitions ``x0 (N, d)``, ``t0 (N,)``, ``x1 (N, d)`` and ``dt > 0``.
+
+    Returns them as tensors (``t0`` in ``x0``'s dtype) and ``dt`` as a float; raises
+    ``ValueError``/``TypeError`` saying what was received otherwise. Values must be finite.
+    """
+    if isinstance(dt, bool) or not isinstance(dt, numbers.Real) or not math.isfinite(dt) or dt <= 0:
+        raise ValueError(f"dt must be a finite number > 0, got {dt!r}")
+    x0, t0, x1 = (torch.as_tensor(v) for v in (x0, t0, x1))
+    if x0.ndim != 2 or not x0.is_floating_point():
+        raise ValueError(
+            f"{name}: x0 must be a float tensor (N, d), got {x0.dtype} {tuple(x0.shape)}"
+        )
+    if x1.shape != x0.shape:
+        raise ValueError(
+            f"{name}: x1 must have x0's shape {tuple(x0.shape)}, got {tuple(x1.shape)}"
+        )
+    if t0.shape != (x0.shape[0],):
+        raise ValueError(
+            f"{name}: t0 must have shape (N,) = ({x0.shape[0]},), got {tuple(t0.shape)}"
+        )
+    if x0.shape[0] == 0:
+        raise ValueError(f"{name}: empty split (N = 0 transitions)")
+    if x0.shape[1] == 0:
+        raise ValueError(f"{name}: state dimension d = 0")
+    for key, v in (("x0", x0), ("t0", t0), ("x1", x1)):
+        # a sum is ~15x faster than isfinite(); only a non-finite sum needs the exact check
+        if not math.isfinite(float(v.sum())) and not bool(torch.isfinite(v).all()):
+            raise ValueError(f"{name}: {key} contains NaN or inf")
+    return x0, t0.to(x0.dtype), x1.to(x0.dtype), float(dt)
+
+
+class _ConstantSigma(SDEModel):
+    """Constant diagonal diffusion: ``diffusion(x, t) = sigma`` broadcast to ``(B, d)``."""
+
+    @property
+    def sigma(self) -> torch.Tensor:  # (d,)
+        raise NotImplementedError
+
+    def diffusion(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.sigma.to(x.dtype).expand(x.shape[0], -1)
+
+
+@register_model
+class RandomWalk(_ConstantSigma):
+    """``dX = sigma dW``: zero drift, constant sigma ``(d,)`` (a buffer, initially ones)."""
+
+    def __init__(self, state_dim: int):
+        super().__init__()
+        self.state_dim = _check_int("state_dim", state_dim, 1)
+        self.register_buffer("sigma_diag", torch.ones(state_dim))
+
+    @property
+    def sigma(self) -> torch.Tensor:
+        return self.sigma_diag
+
+    def drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x)
+
+    def config(self) -> dict[str, Any]:
+        return {"state_dim": self.state_dim}
+
+    @classmethod
+    def fit_closed_form(
+        cls, x0: torch.Tensor, t0: torch.Tensor, x1: torch.Tensor, dt: float
+    ) -> RandomWalk:
+        """MLE: ``sigma_j^2 = mean_i (x1 - x0)_ij^2 / dt``. Returns a model in x0's dtype."""
+        x0, t0, x1, dt = check_transitions(x0, t0, x1, dt, name="RandomWalk.fit_closed_form")
+        model = cls(x0.shape[1]).to(dtype=x0.dtype, device=x0.device)
+        var = (x1 - x0).pow(2).mean(0) / dt
+        model.sigma_diag.copy_(var.sqrt().clamp_min(SIGMA_MIN))
+        return model
+
+
+@register_model
+class LinearSDE(_ConstantSigma):
+    """Ornstein–Uhlenbeck: ``drift(x, t) = x @ A.T + b``, constant sigma; all buffers.
+
+    ``A (d, d)``, ``b (d,)``, ``sigma (d,)``; initially ``A = 0``, ``b = 0``, ``sigma = 1``.
+    Stable when every eigenvalue of ``A`` has a negative real part; then the equilibrium is
+    ``-A^{-1} b``.
+    """
+
+    def __init__(self, state_dim: int):
+        super().__init__()
+        self.state_dim = _check_int("state_dim", state_dim, 1)
+        self.register_buffer("A", torch.zeros(state_dim, state_dim))
+        self.register_buffer("b", torch.zeros(state_dim))
+        self.register_buffer("sigma_diag", torch.ones(state_dim))
+
+    @property
+    def sigma(self) -> torch.Tensor:
+        return self.sigma_diag
+
+    def drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return x @ self.A.to(x.dtype).T + self.b.to(x.dtype)
+
+    def config(self) -> dict[str, Any]:
+        return {"state_dim": self.state_dim}
+
+    @classmethod
+    def fit_closed_form(
+        cls, x0: torch.Tensor, t0: torch.Tensor, x1: torch.Tensor, dt: float
+    ) -> LinearSDE:
+        """Least squares of ``(x1 - x0) / dt`` on ``[x0, 1]``, then residual sigma.
+
+        Solved in float64 (``torch.linalg.lstsq``, SVD-based driver on CPU); needs
+        ``N >= d + 1``. ``t0`` is validated but unused (the model is time-homogeneous).
+        """
+        x0, t0, x1, dt = check_transitions(x0, t0, x1, dt, name="LinearSDE.fit_closed_form")
+        n, d = x0.shape
+        if n < d + 1:
+            raise ValueError(f"LinearSDE.fit_closed_form needs N >= d + 1 = {d + 1}, got N = {n}")
+        X = torch.cat([x0, torch.ones(n, 1, dtype=x0.dtype, device=x0.device)], 1).double().cpu()
+        Y = ((x1 - x0) / dt).double().cpu()
+        coef = torch.linalg.lstsq(X, Y, driver="gelsd").solution  # (d + 1, d)
+        resid = Y - X @ coef  # (x1 - x0)/dt - drift; the step residual is resid * dt
+        var = (resid * dt).pow(2).mean(0) / dt
+        model = cls(d).to(dtype=x0.dtype)
+        model.A.copy_(coef[:d].T)
+        model.b.copy_(coef[d])
+        model.sigma_diag.copy_(var.sqrt().clamp_min(SIGMA_MIN))
+        return model.to(x0.device)
+
+
+@register_model
+class DriftOnlyMLP(_MLPDriftMixin, _ConstantSigma):
+    """MLP drift (built exactly as :class:`~sde_utils.models.neural.NeuralSDE`'s ``drift_net``) and a
+    constant diagonal sigma ``(d,)``.
+
+    With ``learn_sigma=True`` sigma is ``exp(log_sigma)``, a trainable parameter (trained by
+    the diffusion NLL in :func:`sde_utils.models.train.fit`); with ``False`` it is a buffer, set at
+    ``sigma_init`` or from data by :meth:`set_sigma_from_residuals`.
+    """
+
+    def __init__(
+        self,
+        state_dim: int,
+        hidden: int = 128,
+        depth: int = 2,
+        activation: str = "silu",
+        time_encoding: str = "linear",
+        n_frequencies: int = 4,
+        *,
+        sigma_init: float = 1.0,
+        learn_sigma: bool = True,
+        time_scale: float = 1.0,
+    ):
+        super().__init__()
+        self.sigma_init = _check_float("sigma_init", sigma_init, minimum=0.0, strict=True)
+        if not isinstance(learn_sigma, bool):
+            raise TypeError(f"learn_sigma must be a bool, got {learn_sigma!r}")
+        self.learn_sigma = learn_sigma
+        self._build_drift(
+            state_dim, hidden, depth, activation, time_encoding, n_frequencies, time_scale
+        )
+        log_sigma = torch.full((state_dim,), math.log(self.sigma_init))
+        if learn_sigma:
+            self.log_sigma = nn.Parameter(log_sigma)
+        else:
+            self.register_buffer("log_sigma", log_sigma)
+
+    @property
+    def sigma(self) -> torch.Tensor:
+        return self.log_sigma.exp()
+
+    def drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.drift_net(self.net_input(x, t))
+
+    @torch.no_grad()
+    def set_sigma_from_residuals(
+        self, x0: torch.Tensor, t0: torch.Tensor, x1: torch.Tensor, dt: float
+    ) -> DriftOnlyMLP:
+        """Set ``sigma_j^2 = mean_i (x1 - x0 - drift dt)_ij^2 / dt`` (MLE given the drift)."""
+        x0, t0, x1, dt = check_transitions(x0, t0, x1, dt, name="set_sigma_from_residuals")
+        p = self.log_sigma
+        x0, t0, x1 = (v.to(dtype=p.dtype, device=p.device) for v in (x0, t0, x1))
+        var = (x1 - x0 - self.drift(x0, t0) * dt).pow(2).mean(0) / dt
+        self.log_sigma.copy_(var.sqrt().clamp_min(SIGMA_MIN).log())
+        return self
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "state_dim": self.state_dim,
+            "hidden": self.hidden,
+            "depth": self.depth,
+            "activation": self.activation,
+            "time_encoding": self.time_encoding,
+            "n_frequencies": self.n_frequencies,
+            "sigma_init": self.sigma_init,
+            "learn_sigma": self.learn_sigma,
+            "time_scale": self.time_scale,
+        }
+
+
+__all__ = ["RandomWalk", "LinearSDE", "DriftOnlyMLP", "check_transitions", "SIGMA_MIN"]

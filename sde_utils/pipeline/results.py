@@ -1,0 +1,60 @@
+"""Metrics a notebook records: ``reports/metrics/<notebook>.json``.
+
+Each file holds the notebook's numbers and, beside them, the parameters that produced
+them (so a number is never separated from its settings). The smoke tests read these
+files to assert on what each notebook computed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sde_utils import paths
+from sde_utils.io import atomic_write_text, to_jsonable
+
+
+def save_metrics(notebook: str, metrics: Mapping[str, Any], parameters: Mapping[str, Any]) -> Path:
+    """Write ``{"notebook", "parameters", "metrics"}`` atomically; returns the path."""
+    if not notebook:
+        raise ValueError("notebook name must be a non-empty string such as '03-train-sde'")
+    path = paths.METRICS_DIR / f"{notebook}.json"
+    payload = {
+        "notebook": notebook,
+        "parameters": to_jsonable(dict(parameters)),
+        "metrics": to_jsonable(dict(metrics)),
+    }
+    return atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
+
+
+def notebook_parameters(
+    notebook: str, namespace: Mapping[str, Any], folder: Path | None = None
+) -> dict[str, Any]:
+    """The values of ``notebook``'s parameters as they stand in ``namespace``.
+
+    Call it as ``PARAMS = notebook_parameters(NOTEBOOK, globals())`` right after the
+    parameters cell: names come from the notebook's own ``parameters`` cell, values from
+    the kernel, so papermill's injected values are what gets recorded.
+    """
+    from sde_utils.pipeline.run import parameter_names
+
+    path = Path(folder or paths.NOTEBOOKS_DIR) / f"{notebook}.ipynb"
+    if not path.is_file():
+        raise FileNotFoundError(f"notebook {notebook!r} not found at {path}")
+    names = parameter_names(path)
+    missing = [n for n in names if n not in namespace]
+    if missing:
+        raise KeyError(f"parameters {missing} of {notebook} are not defined yet; run that cell")
+    return {name: namespace[name] for name in names}
+
+
+def load_metrics(notebook: str, folder: Path | None = None) -> dict[str, Any]:
+    path = Path(folder or paths.METRICS_DIR) / f"{notebook}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no metrics recorded for {notebook!r}: {path} does not exist")
+    return json.loads(path.read_text())
+
+
+__all__ = ["save_metrics", "load_metrics", "notebook_parameters", "to_jsonable"]

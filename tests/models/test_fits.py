@@ -1,0 +1,106 @@
+"""fit_all on a small synthetic store: bad parameters, reuse, resume after a kill."""
+
+import json
+
+import numpy as np
+import pytest
+
+from sde_utils.extraction.store import build_store, load_store
+from sde_utils.models import fits
+
+D = 6
+PARAMS = dict(
+    seed=0, pca_dim=3, dt=1.0, max_len=None, hidden=16, depth=1, activation="tanh",
+    time_encoding="linear", time_scale=10.0, sigma_floor=1e-3, lam=1.0, epochs=6,
+    batch_size=64, lr=1e-2, weight_decay=0.0, patience=None, horizons=[1, 2],
+    n_paths=4, n_eval_trajectories=6,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """18 OU-like sequences of 12 states in R^6, 6 conversations per split."""
+    rng = np.random.default_rng(0)
+    items, states = [], {}
+    for i in range(18):
+        x = np.zeros((12, D))
+        x[0] = rng.normal(size=D)
+        for k in range(11):
+            x[k + 1] = 0.7 * x[k] + 0.3 * rng.normal(size=D)
+        states[f"p{i}"] = x.astype(np.float32)
+        items.append(
+            {"pair_id": f"p{i}", "conv_id": f"c{i}", "split": ("train", "val", "test")[i % 3]}
+        )
+
+    def embed(chunk):
+        return [
+            {"states": states[it["pair_id"]], "token_ids": list(range(12)), "tokens": ["t"] * 12}
+            for it in chunk
+        ]
+
+    root = tmp_path_factory.mktemp("stores")
+    return load_store(build_store("ou", items, embed, params={"n": 18}, root=root, progress=False))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"pca_dim": D + 1}, "larger than the state dimension"),
+        ({"pca_dim": 0}, "pca_dim must be a positive int"),
+        ({"dt": 0.0}, "dt must be a finite number > 0"),
+        ({"hidden": 0}, "hidden must be an int >= 1"),
+        ({"epochs": 0}, "epochs must be an int >= 1"),
+        ({"activation": "gelu"}, "activation"),
+    ],
+)
+def test_bad_parameters_fail_before_any_work(store, tmp_path, change, message):
+    with pytest.raises(ValueError, match=message):
+        fits.fit_all(store, PARAMS | change, root=tmp_path, progress=False)
+    assert not any(tmp_path.iterdir())  # nothing was written
+
+
+def test_empty_split_is_an_error(store, tmp_path):
+    no_val = store.split("train")  # a view without val/test conversations
+    with pytest.raises(ValueError, match="has no 'val' sequences"):
+        fits.fit_all(no_val, PARAMS, root=tmp_path, progress=False)
+
+
+def test_fit_round_trip_and_reuse(store, tmp_path):
+    first = fits.fit_all(store, PARAMS, root=tmp_path, progress=False)
+    assert set(first.models) == set(fits.MODEL_NAMES)
+    assert first.features.output_dim == 3
+    assert first.histories["neural_sde"].n_epochs == PARAMS["epochs"]
+    assert not (tmp_path / f"{first.path.name}.partial").exists()
+    stamp = (first.path / "model_neural_sde.pt").stat().st_mtime_ns
+    again = fits.fit_all(store, PARAMS, root=tmp_path, progress=False)
+    assert again.path == first.path
+    assert (again.path / "model_neural_sde.pt").stat().st_mtime_ns == stamp  # reused, not retrained
+    assert again.evaluation == first.evaluation
+    other = fits.fit_all(store, PARAMS | {"seed": 1}, root=tmp_path, progress=False)
+    assert other.path != first.path  # other parameters, other fit
+
+
+def test_killed_fit_resumes_to_the_same_numbers(store, tmp_path, monkeypatch):
+    clean = fits.fit_all(store, PARAMS, root=tmp_path / "clean", progress=False)
+
+    real_fit = fits.fit
+
+    def killed_after_3_epochs(model, *args, **kwargs):
+        def callback(epoch, history):
+            if epoch == 3:
+                raise KeyboardInterrupt("killed on purpose")
+
+        return real_fit(model, *args, callback=callback, **kwargs)
+
+    monkeypatch.setattr(fits, "fit", killed_after_3_epochs)
+    with pytest.raises(KeyboardInterrupt):
+        fits.fit_all(store, PARAMS, root=tmp_path / "killed", progress=False)
+    partial = next((tmp_path / "killed").glob("*.partial"))
+    assert (partial / "checkpoints" / "neural_sde" / "checkpoint.pt").is_file()
+    monkeypatch.setattr(fits, "fit", real_fit)
+
+    resumed = fits.fit_all(store, PARAMS, root=tmp_path / "killed", progress=False)
+    assert json.dumps(resumed.evaluation) == json.dumps(clean.evaluation)  # bit-identical
+    h_clean, h_resumed = clean.histories["neural_sde"], resumed.histories["neural_sde"]
+    assert h_resumed.val_total == h_clean.val_total
+    assert h_resumed.train_total == h_clean.train_total
