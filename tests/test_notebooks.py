@@ -388,3 +388,52 @@ def _(m, p):
             iv["low"],
             iv["high"],
         )
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+NOISE = (
+    "TqdmWarning",
+    "IProgress not found",
+    "Loading weights",
+    "Writing model shards",
+    "dequantiz",
+    "Kernel is running over TCP",
+)
+
+
+def _outputs(path):
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            yield cell, cell.get("outputs", [])
+
+
+def _text(output):
+    if output.get("output_type") == "stream":
+        return "".join(output.get("text", ""))
+    data = output.get("data", {})
+    return "".join(data.get("text/plain", "")) if isinstance(data, dict) else ""
+
+
+@pytest.mark.parametrize("stem", NOTEBOOKS)
+def test_executed_notebook_shows_every_figure_and_no_noise(stem, quick_run):
+    _, _, out = quick_run
+    executed = out / "reports" / "notebooks" / f"{stem}.ipynb"
+    images, shows, problems = 0, 0, []
+    for cell, outputs in _outputs(executed):
+        source = "".join(cell["source"])
+        shows += source.count("show(")
+        images += sum("image/png" in o.get("data", {}) for o in outputs)
+        for o in outputs:
+            text = _text(o)
+            if "PosixPath(" in text:
+                problems.append(f"a path shown instead of a figure: {text[:80]}")
+            problems += [f"noise {n!r}: {text[:120]}" for n in NOISE if n in text]
+            for root in {str(out), str(PROJ_ROOT)}:
+                if root in text:
+                    problems.append(f"machine path {root} in an output: {text[:120]}")
+    # every show(...) call displays its figure inline (a call may sit in a loop: >=)
+    assert images >= shows, f"{stem}: {shows} show() calls but {images} inline images"
+    assert not problems, "\n".join(problems[:10])

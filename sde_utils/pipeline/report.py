@@ -1,32 +1,29 @@
-"""The browsable report: ``reports/index.html``, one static page over everything a run wrote.
+"""The browsable report: ``reports/index.html``, one static page over what a run wrote.
 
     python -m sde_utils.pipeline.report [REPORTS_DIR]
 
 The page is self-contained: inline CSS, no script, no network, every link relative to
-``reports/`` so the folder can be moved or committed and browsed as files. It shows, for
-whatever subset of notebooks has run:
+``reports/`` so the folder can be moved or committed and browsed as files. It reads, in
+order of what a reader wants first:
 
-- the run summary (profile, commit, time and status per notebook) with links to each
-  executed notebook, exported to HTML beside it (``reports/notebooks/NN-name.html``, with
-  nbconvert's Python API; a notebook that cannot be converted is linked as ``.ipynb`` with
-  a note);
-- the paper's figures 1–7 with the paper's caption and what ours shows (the finding that
-  notebook 07 recorded in ``reports/metrics/07-paper-figures.json``), then every other
-  figure in ``reports/figures/`` grouped by the notebook that made it;
-- notebook 03's held-out evaluation as a table (model x metric);
-- every notebook's recorded numbers (``reports/metrics/*.json``), rendered generically:
-  scalars as key/value rows, a dict of flat dicts as a table, nested entries as nested
-  tables; entries whose name mentions a verdict come first. The parameters sit in a
-  collapsed block.
+1. **Findings**: sentences generated from each notebook's recorded numbers
+   (:mod:`sde_utils.pipeline.findings`), each block labelled with the profile and commit
+   that produced it;
+2. **Verdicts**: every notebook's ``verdicts`` as a table;
+3. **Figures**: the paper's figures 1-7 (the paper's caption and ours), then every other
+   figure of ``reports/figures/``, full width, each with its caption;
+4. **Run**: status and time per notebook, links to the executed notebooks (exported to
+   offline HTML beside them) and to the raw numbers;
+5. **Recorded numbers**: each ``reports/metrics/*.json``, linked and collapsed.
+
+A notebook that did not finish in the latest run keeps its older numbers on the page,
+marked *stale*.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import html
-import json
-import math
 import os
 import re
 import sys
@@ -34,172 +31,92 @@ import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from sde_utils import paths
-from sde_utils.analysis.paper_figures import PAPER_FIGURES
+from sde_utils.captions import NOTEBOOK_FIGURES, PAPER_FIGURES
+from sde_utils.pipeline.findings import findings
+from sde_utils.pipeline.render import esc, href, matrix, read_json, render_value
 
 __all__ = ["build_report", "try_build_report", "export_notebooks", "render_value", "main"]
 
 FIGURES_NOTEBOOK = "07-paper-figures"
 EVALUATION_NOTEBOOK = "03-train-sde"
-MAX_LIST_ITEMS = 12
-MAX_DEPTH = 4
 
 CSS = """
-:root { --blue: #0173b2; --red: #d55e00; --grey: #666; --line: #ddd; }
+:root { --blue: #0173b2; --red: #b3261e; --green: #137333; --grey: #666; --line: #ddd; }
 * { box-sizing: border-box; }
-body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222;
-       margin: 0; background: #fafafa; }
+body { font: 15px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222;
+       margin: 0; background: #fafafa; overflow-wrap: break-word; }
 header, main { max-width: 1180px; margin: 0 auto; padding: 0 24px; }
 header { padding-top: 28px; }
 h1 { font-size: 26px; margin: 0 0 4px; }
 h2 { font-size: 21px; margin: 40px 0 12px; padding-bottom: 4px; border-bottom: 2px solid #222; }
-h3 { font-size: 17px; margin: 26px 0 8px; }
+h3 { font-size: 17px; margin: 24px 0 8px; }
 .sub { color: var(--grey); margin: 0 0 12px; }
+.stamp { color: var(--grey); font-size: 12.5px; font-weight: normal; margin-left: 8px; }
+.stale { color: var(--red); font-weight: 600; }
+.banner { background: #fdecea; border-left: 4px solid var(--red); padding: 8px 12px; }
 nav { margin: 12px 0 0; font-size: 14px; }
 nav a { margin-right: 14px; }
 a { color: var(--blue); }
-table { border-collapse: collapse; margin: 6px 0 12px; background: white; font-size: 13.5px; }
-th, td { border: 1px solid var(--line); padding: 3px 8px; text-align: left; vertical-align: top; }
+ul.findings { margin: 4px 0 12px; padding-left: 22px; }
+ul.findings li { margin: 3px 0; }
+.table-wrap { max-width: 100%; overflow-x: auto; }
+table { border-collapse: collapse; margin: 6px 0 12px; background: white; font-size: 13px;
+        max-width: 100%; }
+th, td { border: 1px solid var(--line); padding: 3px 7px; text-align: left; vertical-align: top; }
 th { background: #f0f0f0; font-weight: 600; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-td.yes { color: #137333; font-weight: 600; }
-td.no { color: #b3261e; font-weight: 600; }
-.status-ok { color: #137333; font-weight: 600; }
-.status-failed, .status-interrupted { color: #b3261e; font-weight: 600; }
-figure { margin: 18px 0 30px; background: white; border: 1px solid var(--line);
-         border-radius: 6px; padding: 14px; }
-figure img { max-width: 100%; max-height: 760px; width: auto; height: auto; display: block;
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.yes { color: var(--green); font-weight: 600; }
+td.no { color: var(--red); font-weight: 600; }
+.status-ok { color: var(--green); font-weight: 600; }
+.status-failed, .status-interrupted { color: var(--red); font-weight: 600; }
+figure { margin: 14px 0 26px; background: white; border: 1px solid var(--line);
+         border-radius: 6px; padding: 12px; }
+figure img { max-width: 100%; max-height: 430px; width: auto; height: auto; display: block;
              margin: 0 auto; }
-figcaption { margin-top: 10px; font-size: 14px; }
-figcaption .paper { color: #333; }
+.nbfigs figure img { max-height: 380px; }
+figcaption { margin-top: 8px; font-size: 14px; }
 figcaption .ours { margin-top: 6px; padding: 6px 10px; background: #eef5fb;
                    border-left: 4px solid var(--blue); }
-figcaption .files { margin-top: 6px; font-size: 12.5px; color: var(--grey); }
-.scroll { overflow-x: auto; max-width: 100%; }
-.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); gap: 16px; }
-.grid figure { margin: 0; }
-details { margin: 6px 0 14px; }
+figcaption .files { margin-top: 4px; font-size: 12.5px; color: var(--grey); }
+details { margin: 4px 0 10px; }
 summary { cursor: pointer; color: var(--grey); }
 .note { color: var(--grey); font-style: italic; }
 pre { background: white; border: 1px solid var(--line); padding: 8px; overflow-x: auto;
-      font-size: 12.5px; }
+      font-size: 12.5px; white-space: pre-wrap; }
 footer { max-width: 1180px; margin: 40px auto; padding: 0 24px; color: var(--grey);
          font-size: 13px; }
 """
 
+NOTEBOOK_CSS = (
+    CSS
+    + """
+main { max-width: 1100px; }
+.jp-Cell { margin: 10px 0; }
+.jp-InputArea pre, .jp-OutputArea pre { background: #f6f8fa; border: 1px solid var(--line);
+  padding: 8px; overflow-x: auto; font-size: 12.5px; }
+.jp-InputPrompt, .jp-OutputPrompt { display: none; }
+.jp-RenderedImage img { max-width: 100%; height: auto; }
+"""
+)
 
-# ----------------------------------------------------------------------------- small helpers
-
-
-def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)
-
-
-def _href(path: Path, root: Path) -> str:
-    """A relative, URL-quoted link from ``root`` (the folder of index.html) to ``path``."""
-    return quote(Path(os.path.relpath(path, root)).as_posix())
-
-
-def _read_json(path: Path) -> tuple[dict | None, str | None]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        return None, f"{path.name} could not be read ({type(exc).__name__}: {exc})"
-    if not isinstance(data, dict):
-        return None, f"{path.name} does not hold a JSON object"
-    return data, None
-
-
-def _format_scalar(value: Any) -> tuple[str, str]:
-    """(text, css class) of a scalar cell."""
-    if value is None:
-        return "–", ""
-    if isinstance(value, bool):
-        return ("yes", "yes") if value else ("no", "no")
-    if isinstance(value, int):
-        return f"{value:,}" if abs(value) >= 10_000 else str(value), "num"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value), "num"
-        if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
-            return f"{value:.3e}", "num"
-        return f"{value:.4g}", "num"
-    return str(value), ""
-
-
-def _is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (bool, int, float, str))
-
-
-def _cell(value: Any, depth: int) -> str:
-    if _is_scalar(value):
-        text, cls = _format_scalar(value)
-        return f'<td class="{cls}">{_e(text)}</td>' if cls else f"<td>{_e(text)}</td>"
-    return f"<td>{render_value(value, depth + 1)}</td>"
-
-
-def _verdict_first(keys: Sequence[str]) -> list[str]:
-    return sorted(keys, key=lambda k: 0 if "verdict" in k.lower() else 1)
-
-
-def render_value(value: Any, depth: int = 0) -> str:
-    """HTML for any JSON value: scalars as text, lists compactly, dicts as tables.
-
-    A dict whose values are all flat dicts becomes one table (rows = keys, columns = the
-    union of inner keys); other dicts become key/value tables, nested up to
-    ``MAX_DEPTH`` levels (deeper values are shown as JSON). Lists of scalars are joined,
-    the first ``MAX_LIST_ITEMS`` shown; lists of flat dicts become tables.
-    """
-    if _is_scalar(value):
-        return _e(_format_scalar(value)[0])
-    if depth >= MAX_DEPTH:
-        return f"<pre>{_e(json.dumps(value, indent=1)[:2000])}</pre>"
-    if isinstance(value, list):
-        if not value:
-            return '<span class="note">empty</span>'
-        if all(_is_scalar(v) for v in value):
-            shown = ", ".join(_format_scalar(v)[0] for v in value[:MAX_LIST_ITEMS])
-            more = len(value) - MAX_LIST_ITEMS
-            return _e(f"[{shown}{f', … ({more} more)' if more > 0 else ''}]")
-        if all(isinstance(v, Mapping) and all(_is_scalar(x) for x in v.values()) for v in value):
-            return _matrix({str(i): v for i, v in enumerate(value)}, depth, corner="#")
-        items = "".join(f"<li>{render_value(v, depth + 1)}</li>" for v in value[:MAX_LIST_ITEMS])
-        return f"<ol start=0>{items}</ol>"
-    if isinstance(value, Mapping):
-        if not value:
-            return '<span class="note">empty</span>'
-        inner = list(value.values())
-        if all(isinstance(v, Mapping) and v for v in inner) and all(
-            _is_scalar(x) for v in inner for x in v.values()
-        ):
-            return _matrix(value, depth)
-        rows = "".join(
-            f"<tr><th>{_e(k)}</th>{_cell(value[k], depth)}</tr>"
-            for k in _verdict_first(list(value))
-        )
-        return f"<table>{rows}</table>"
-    return _e(repr(value))
-
-
-def _matrix(rows: Mapping[str, Mapping[str, Any]], depth: int, corner: str = "") -> str:
-    columns: list[str] = []
-    for inner in rows.values():
-        columns += [c for c in inner if c not in columns]
-    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
-    body = "".join(
-        f"<tr><th>{_e(name)}</th>" + "".join(_cell(inner.get(c), depth) for c in columns) + "</tr>"
-        for name, inner in rows.items()
-    )
-    return f"<table><tr><th>{_e(corner)}</th>{head}</tr>{body}</table>"
+NOTEBOOK_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title><style>{css}</style></head>
+<body><main><p class="sub"><a href="../index.html">← report</a></p>
+{body}</main></body></html>
+"""
 
 
 # ----------------------------------------------------------------------------- notebooks
 
 
 def export_notebooks(executed_dir: Path, *, force: bool = False) -> dict[str, dict[str, Any]]:
-    """Export every ``*.ipynb`` of ``executed_dir`` to HTML beside it.
+    """Export every ``*.ipynb`` of ``executed_dir`` to a self-contained HTML page beside it.
+
+    The page loads nothing from the network (math stays as its LaTeX source).
 
     Returns ``{stem: {"ipynb": Path, "html": Path | None, "note": str | None}}``. An HTML
     file newer than its notebook is reused unless ``force``; a notebook nbconvert cannot
@@ -220,8 +137,11 @@ def export_notebooks(executed_dir: Path, *, force: bool = False) -> dict[str, di
             if exporter is None:
                 from nbconvert import HTMLExporter
 
-                exporter = HTMLExporter(template_name="lab")
+                # "basic" emits the cells alone, with no script and no CDN link; the page
+                # around them is ours, with inline CSS, so the export works offline
+                exporter = HTMLExporter(template_name="basic")
             body, _ = exporter.from_filename(str(nb))
+            body = NOTEBOOK_PAGE.format(title=esc(nb.stem), css=NOTEBOOK_CSS, body=body)
             tmp = target.with_name(f".{target.name}.tmp")
             tmp.write_text(body, encoding="utf-8")
             os.replace(tmp, target)
@@ -234,19 +154,161 @@ def export_notebooks(executed_dir: Path, *, force: bool = False) -> dict[str, di
 # ----------------------------------------------------------------------------- sections
 
 
-def _summary_section(summary: dict | None, note: str | None, exported: dict, root: Path) -> str:
+def _stamp(record: Mapping[str, Any] | None, stale: bool) -> str:
+    """``profile P · commit C`` of the run that wrote ``record``, and a stale mark."""
+    run = (record or {}).get("run") or {}
+    bits = []
+    if run.get("profile"):
+        bits.append(f"profile {run['profile']}")
+    if run.get("git_commit"):
+        bits.append(f"commit {str(run['git_commit'])[:12]}")
+    text = f'<span class="stamp">{esc(" · ".join(bits))}</span>' if bits else ""
+    if stale:
+        text += (
+            ' <span class="stale">stale: the latest run of this notebook did not finish; '
+            "these numbers are from an earlier run</span>"
+        )
+    return text
+
+
+def _findings_section(metrics: dict[str, dict], stale: set[str]) -> str:
+    parts = ['<h2 id="findings">What the run finds</h2>']
+    if not metrics:
+        return parts[0] + '<p class="note">No metrics recorded yet: run the notebooks.</p>'
+    for stem in sorted(metrics):
+        lines = findings(stem, metrics[stem])
+        if not lines:
+            continue
+        parts.append(f"<h3>{esc(stem)}{_stamp(metrics[stem], stem in stale)}</h3>")
+        parts.append(
+            '<ul class="findings">' + "".join(f"<li>{esc(s)}</li>" for s in lines) + "</ul>"
+        )
+    return "\n".join(parts)
+
+
+def _verdict_tables(verdicts: Mapping[str, Any]) -> str:
+    """Scalar verdicts as one key/value table, per-model verdicts (``{check: {model:
+    value}}``) as one matrix with a row per check and a column per model."""
+    flat = {k: v for k, v in verdicts.items() if not isinstance(v, Mapping)}
+    nested = {k: v for k, v in verdicts.items() if isinstance(v, Mapping)}
+    out = []
+    if flat:
+        out.append(render_value(flat))
+    if nested:
+        simple = all(
+            not isinstance(x, (Mapping, list)) for v in nested.values() for x in v.values()
+        )
+        out.append(matrix(nested, 0, corner="check") if simple else render_value(nested))
+    return f'<div class="table-wrap">{"".join(out)}</div>'
+
+
+def _verdicts_section(metrics: dict[str, dict], stale: set[str]) -> str:
+    parts = ['<h2 id="verdicts">Verdicts</h2>']
+    for stem in sorted(metrics):
+        verdicts = metrics[stem].get("metrics", {}).get("verdicts")
+        if not verdicts:
+            continue
+        parts.append(f"<h3>{esc(stem)}{_stamp(metrics[stem], stem in stale)}</h3>")
+        if isinstance(verdicts, list) and all(isinstance(v, Mapping) for v in verdicts):
+            rows = {
+                str(i + 1): {k: v for k, v in row.items() if k != "numbers"}
+                for i, row in enumerate(verdicts)
+            }
+            parts.append(f'<div class="table-wrap">{matrix(rows, 0, corner="#")}</div>')
+        elif isinstance(verdicts, Mapping):
+            parts.append(_verdict_tables(verdicts))
+        else:
+            parts.append(f'<div class="table-wrap">{render_value(verdicts)}</div>')
+    if len(parts) == 1:
+        parts.append('<p class="note">No verdict recorded yet.</p>')
+    return "\n".join(parts)
+
+
+def _evaluation_section(metrics: dict[str, dict]) -> str:
+    record = metrics.get(EVALUATION_NOTEBOOK)
+    evaluation = (record or {}).get("metrics", {}).get("evaluation")
+    if not isinstance(evaluation, Mapping) or not evaluation:
+        return ""
+    return (
+        f'<h3 id="evaluation">Held-out evaluation ({EVALUATION_NOTEBOOK})</h3>'
+        "<p class='sub'>One row per model, on the test conversations in PCA space: Gaussian "
+        "NLL of one step (lower is better), drift R², interval coverage, multi-step "
+        "energy distance and MMD by horizon (0 for a perfect model).</p>"
+        + f'<div class="table-wrap">{matrix(evaluation, 0, corner="model")}</div>'
+    )
+
+
+def _figure_html(png: Path, root: Path, caption: str | None, finding: str | None) -> str:
+    siblings = [
+        f'<a href="{href(png.with_suffix(s), root)}">{s[1:].upper()}</a>'
+        for s in (".png", ".pdf", ".svg")
+        if png.with_suffix(s).is_file()
+    ]
+    body = [f"<div>{esc(caption)}</div>" if caption else ""]
+    if finding:
+        body.append(f'<div class="ours"><b>Ours:</b> {esc(finding)}</div>')
+    body.append(f'<div class="files">{esc(png.stem)} · {" · ".join(siblings)}</div>')
+    return (
+        f'<figure id="{esc(png.stem)}"><a href="{href(png, root)}">'
+        f'<img src="{href(png, root)}" alt="{esc(caption or png.stem)}"></a>'
+        f"<figcaption>{''.join(body)}</figcaption></figure>"
+    )
+
+
+def _recorded_figures(metrics: dict[str, dict]) -> dict[str, Mapping]:
+    """``figures`` records (caption, finding) any notebook saved, by figure stem."""
+    out: dict[str, Mapping] = {}
+    for record in metrics.values():
+        figs = record.get("metrics", {}).get("figures")
+        if isinstance(figs, Mapping):
+            out.update({k: v for k, v in figs.items() if isinstance(v, Mapping)})
+    return out
+
+
+def _figures_section(
+    figures_dir: Path, root: Path, metrics: dict[str, dict], stale: set[str]
+) -> str:
+    pngs = sorted(figures_dir.glob("*.png")) if figures_dir.is_dir() else []
+    recorded = _recorded_figures(metrics)
+    by_stem = {p.stem: p for p in pngs}
+    parts = ['<h2 id="figures">Paper figures 1–7</h2>']
+    paper = [stem for stem in PAPER_FIGURES if stem in by_stem]
+    if not paper:
+        parts.append('<p class="note">No paper figure yet: run notebook 07.</p>')
+    if paper and FIGURES_NOTEBOOK in stale:
+        parts.append(f"<p>{_stamp(metrics.get(FIGURES_NOTEBOOK), True)}</p>")
+    for stem in paper:
+        info = recorded.get(stem, {})
+        caption = info.get("caption") or PAPER_FIGURES[stem].caption
+        finding = info.get("finding") or "(no finding recorded: notebook 07 has not run)"
+        parts.append(f"<h3>{esc(PAPER_FIGURES[stem].title)}</h3>")
+        parts.append(_figure_html(by_stem[stem], root, caption, finding))
+    others = [p for p in pngs if p.stem not in PAPER_FIGURES]
+    if others:
+        parts.append('<h2 id="notebook-figures">Figures by notebook</h2>')
+        groups: dict[str, list[Path]] = {}
+        for p in others:
+            match = re.match(r"^(\d{2})-", p.name)
+            groups.setdefault(match.group(1) if match else "other", []).append(p)
+        stems = {s[:2]: s for s in metrics}
+        for number, items in sorted(groups.items()):
+            stem = stems.get(number, f"Notebook {number}")
+            parts.append(f"<h3>{esc(stem)}{_stamp(metrics.get(stem), stem in stale)}</h3>")
+            parts.append('<div class="nbfigs">')
+            for p in items:
+                info = recorded.get(p.stem, {})
+                caption = info.get("caption") or NOTEBOOK_FIGURES.get(p.stem) or p.stem
+                parts.append(_figure_html(p, root, caption, info.get("finding")))
+            parts.append("</div>")
+    return "\n".join(parts)
+
+
+def _run_section(summary: dict | None, note: str | None, exported: dict, root: Path) -> str:
     parts = ['<h2 id="run">Run</h2>']
     if summary is None:
-        parts.append(f'<p class="note">{_e(note or "no run summary found (run_summary.json)")}</p>')
-    else:
-        facts = {
-            "profile": summary.get("profile"),
-            "git commit": summary.get("git_commit"),
-            "started": summary.get("started"),
-            "finished": summary.get("finished"),
-            "status": summary.get("status"),
-        }
-        parts.append(render_value(facts))
+        parts.append(
+            f'<p class="note">{esc(note or "no run summary found (run_summary.json)")}</p>'
+        )
     rows = []
     listed = {nb.get("notebook"): nb for nb in (summary or {}).get("notebooks", [])}
     for stem in sorted(set(listed) | set(exported)):
@@ -254,11 +316,14 @@ def _summary_section(summary: dict | None, note: str | None, exported: dict, roo
         entry = exported.get(stem)
         links = []
         if entry and entry["html"] is not None:
-            links.append(f'<a href="{_href(entry["html"], root)}">HTML</a>')
+            links.append(f'<a href="{href(entry["html"], root)}">HTML</a>')
         if entry:
-            links.append(f'<a href="{_href(entry["ipynb"], root)}">.ipynb</a>')
+            links.append(f'<a href="{href(entry["ipynb"], root)}">.ipynb</a>')
+        metrics_file = root / "metrics" / f"{stem}.json"
+        if metrics_file.is_file():
+            links.append(f'<a href="{href(metrics_file, root)}">numbers (JSON)</a>')
         if entry and entry["note"]:
-            links.append(f'<span class="note">{_e(entry["note"])}</span>')
+            links.append(f'<span class="note">{esc(entry["note"])}</span>')
         status = nb.get("status", "not in this run")
         seconds = nb.get("seconds")
         error = nb.get("error") or {}
@@ -266,113 +331,52 @@ def _summary_section(summary: dict | None, note: str | None, exported: dict, roo
         if error.get("cell"):
             err = f"cell {error['cell']}: {err}"
         rows.append(
-            f"<tr><th>{_e(stem)}</th>"
-            f'<td class="status-{_e(status)}">{_e(status)}</td>'
-            f'<td class="num">{_e(f"{seconds:.1f} s" if isinstance(seconds, (int, float)) else "–")}</td>'
-            f"<td>{' · '.join(links) or '–'}</td><td>{_e(err[:400])}</td></tr>"
+            f"<tr><th>{esc(stem)}</th>"
+            f'<td class="status-{esc(status)}">{esc(status)}</td>'
+            f'<td class="num">{esc(f"{seconds:.1f} s" if isinstance(seconds, (int, float)) else "–")}</td>'
+            f"<td>{' · '.join(links) or '–'}</td><td>{esc(err[:400])}</td></tr>"
         )
     if rows:
         parts.append(
-            "<table><tr><th>notebook</th><th>status</th><th>time</th>"
-            "<th>executed notebook</th><th>error</th></tr>" + "".join(rows) + "</table>"
+            '<div class="table-wrap"><table><tr><th>notebook</th><th>status</th><th>time</th>'
+            "<th>outputs</th><th>error</th></tr>" + "".join(rows) + "</table></div>"
         )
     return "\n".join(parts)
 
 
-def _figure_html(
-    png: Path, root: Path, caption: str | None, finding: str | None, numbers: Any = None
+def _numbers_section(
+    metrics: dict[str, dict], problems: dict[str, str], root: Path, stale: set[str]
 ) -> str:
-    siblings = [
-        f'<a href="{_href(png.with_suffix(s), root)}">{s[1:].upper()}</a>'
-        for s in (".png", ".pdf", ".svg")
-        if png.with_suffix(s).is_file()
+    parts = [
+        '<h2 id="numbers">Recorded numbers</h2>'
+        '<p class="sub">Every number each notebook recorded, with the parameters that produced '
+        "it; click to open, or follow the JSON link.</p>"
     ]
-    body = [f'<div class="paper">{_e(caption)}</div>' if caption and caption != png.stem else ""]
-    if finding:
-        body.append(f'<div class="ours"><b>Ours:</b> {_e(finding)}</div>')
-    if numbers:
-        body.append(
-            "<details><summary>the numbers behind it</summary>"
-            f'<div class="scroll">{render_value(numbers)}</div></details>'
-        )
-    body.append(f'<div class="files">{_e(png.stem)} · {" · ".join(siblings)}</div>')
-    return (
-        f'<figure id="{_e(png.stem)}"><a href="{_href(png, root)}">'
-        f'<img src="{_href(png, root)}" alt="{_e(png.stem)}"></a>'
-        f"<figcaption>{''.join(body)}</figcaption></figure>"
-    )
-
-
-def _figures_section(figures_dir: Path, root: Path, metrics: dict[str, dict]) -> str:
-    pngs = sorted(figures_dir.glob("*.png")) if figures_dir.is_dir() else []
-    recorded = (metrics.get(FIGURES_NOTEBOOK) or {}).get("metrics", {}).get("figures", {})
-    recorded = recorded if isinstance(recorded, Mapping) else {}
-    parts = ['<h2 id="paper-figures">Paper figures 1–7</h2>']
-    by_stem = {p.stem: p for p in pngs}
-    paper = [stem for stem in PAPER_FIGURES if stem in by_stem]
-    if not paper:
-        parts.append('<p class="note">No paper figure yet: run notebook 07.</p>')
-    for stem in paper:
-        info = recorded.get(stem) if isinstance(recorded.get(stem), Mapping) else {}
-        caption = info.get("caption") or PAPER_FIGURES[stem].caption
-        finding = info.get("finding") or "(no finding recorded: notebook 07 has not run)"
-        parts.append(f"<h3>{_e(PAPER_FIGURES[stem].title)}</h3>")
-        parts.append(_figure_html(by_stem[stem], root, caption, finding, info.get("numbers")))
-    others = [p for p in pngs if p.stem not in PAPER_FIGURES]
-    if others:
-        parts.append('<h2 id="other-figures">Figures by notebook</h2>')
-        groups: dict[str, list[Path]] = {}
-        for p in others:
-            match = re.match(r"^(\d{2})-", p.name)
-            groups.setdefault(f"Notebook {match.group(1)}" if match else "Other", []).append(p)
-        for name, items in sorted(groups.items()):
-            parts.append(f"<h3>{_e(name)}</h3><div class='grid'>")
-            for p in items:
-                info = recorded.get(p.stem) if isinstance(recorded.get(p.stem), Mapping) else {}
-                parts.append(
-                    _figure_html(p, root, info.get("caption") or p.stem, info.get("finding"))
-                )
-            parts.append("</div>")
-    return "\n".join(parts)
-
-
-def _evaluation_section(metrics: dict[str, dict]) -> str:
-    record = metrics.get(EVALUATION_NOTEBOOK)
-    if not record:
-        return ""
-    evaluation = record.get("metrics", {}).get("evaluation")
-    if not isinstance(evaluation, Mapping) or not evaluation:
-        return ""
-    return (
-        '<h2 id="evaluation">Held-out evaluation (notebook 03)</h2>'
-        "<p class='sub'>One row per model, on the test conversations in PCA space: Gaussian "
-        "NLL of one step (lower is better), drift R², interval coverage, multi-step "
-        "energy distance and MMD by horizon (0 for a perfect model).</p>"
-        + f'<div class="scroll">{_matrix(evaluation, 0, corner="model")}</div>'
-    )
-
-
-def _metrics_section(metrics: dict[str, dict], problems: dict[str, str]) -> str:
-    if not metrics and not problems:
-        return '<h2 id="numbers">Recorded numbers</h2><p class="note">No metrics recorded yet.</p>'
-    parts = ['<h2 id="numbers">Recorded numbers</h2>']
     for stem in sorted(set(metrics) | set(problems)):
-        parts.append(f'<h3 id="m-{_e(stem)}">{_e(stem)}</h3>')
         if stem in problems:
-            parts.append(f'<p class="note">{_e(problems[stem])}</p>')
+            parts.append(f'<h3>{esc(stem)}</h3><p class="note">{esc(problems[stem])}</p>')
             continue
         record = metrics[stem]
-        values = dict(record.get("metrics", record))
-        if stem == EVALUATION_NOTEBOOK:
-            values.pop("evaluation", None)  # shown as its own table above
-        if stem == FIGURES_NOTEBOOK:
-            values.pop("figures", None)  # shown under each figure
-        shown = render_value(values) if values else '<p class="note">nothing else</p>'
-        parts.append(f'<div class="scroll">{shown}</div>')
-        params = record.get("parameters")
-        if isinstance(params, Mapping) and params:
-            parts.append(f"<details><summary>parameters</summary>{render_value(params)}</details>")
+        link = href(root / "metrics" / f"{stem}.json", root)
+        parts.append(
+            f'<details id="m-{esc(stem)}"><summary><b>{esc(stem)}</b>{_stamp(record, stem in stale)} · '
+            f'<a href="{link}">JSON</a></summary>'
+            f'<div class="table-wrap">{render_value(record.get("metrics", record))}</div>'
+            f"<details><summary>parameters</summary>{render_value(record.get('parameters', {}))}</details>"
+            "</details>"
+        )
+    if len(parts) == 1:
+        parts.append('<p class="note">No metrics recorded yet.</p>')
     return "\n".join(parts)
+
+
+def _stale_notebooks(summary: dict | None) -> set[str]:
+    """Notebooks whose latest run did not finish (their recorded numbers are older)."""
+    return {
+        nb.get("notebook")
+        for nb in (summary or {}).get("notebooks", [])
+        if nb.get("status") in ("failed", "interrupted", "running")
+    }
 
 
 # ----------------------------------------------------------------------------- the page
@@ -398,7 +402,7 @@ def build_report(
     summary_path = Path(run_summary) if run_summary else root / "run_summary.json"
     executed = Path(executed_dir) if executed_dir else root / "notebooks"
 
-    summary, summary_note = _read_json(summary_path) if summary_path.is_file() else (None, None)
+    summary, summary_note = read_json(summary_path) if summary_path.is_file() else (None, None)
     if convert:
         exported = export_notebooks(executed)
     else:
@@ -414,44 +418,60 @@ def build_report(
     problems: dict[str, str] = {}
     metrics_dir = root / "metrics"
     for path in sorted(metrics_dir.glob("*.json")) if metrics_dir.is_dir() else []:
-        data, note = _read_json(path)
+        data, note = read_json(path)
         if data is None:
             problems[path.stem] = note
         else:
             metrics[path.stem] = data
+    stale = _stale_notebooks(summary)
 
     built = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    profile = (summary or {}).get("profile")
-    sub = f"profile <b>{_e(profile)}</b> · " if profile else ""
+    facts = []
+    if summary:
+        facts.append(f"profile <b>{esc(summary.get('profile'))}</b>")
+        if summary.get("git_commit"):
+            facts.append(f"commit <code>{esc(str(summary['git_commit'])[:12])}</code>")
+        facts.append(
+            f"run {esc(summary.get('status'))}, finished {esc(summary.get('finished') or '–')}"
+        )
+    banner = ""
+    if summary and summary.get("status") not in ("ok", None):
+        banner = (
+            f'<p class="banner">The latest run ended <b>{esc(summary.get("status"))}</b>; '
+            "blocks marked stale show numbers from an earlier run.</p>"
+        )
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_e(title)}</title>
+<title>{esc(title)}</title>
 <style>{CSS}</style>
 </head>
 <body>
 <header>
-<h1>{_e(title)}</h1>
-<p class="sub">{sub}Reproduction of Zhang, <i>Unraveling Text Generation in LLMs: A Stochastic
-Differential Equation Approach</i> (arXiv 2408.11863). Built {_e(built)}.</p>
-<nav><a href="#run">Run</a><a href="#paper-figures">Paper figures</a>
-<a href="#other-figures">Figures by notebook</a><a href="#evaluation">Evaluation</a>
-<a href="#numbers">Recorded numbers</a></nav>
+<h1>{esc(title)}</h1>
+<p class="sub">{" · ".join(facts)}{" · " if facts else ""}built {esc(built)}. A reproduction of
+Zhang, <i>Unraveling Text Generation in LLMs: A Stochastic Differential Equation Approach</i>
+(arXiv 2408.11863).</p>
+{banner}
+<nav><a href="#findings">Findings</a><a href="#verdicts">Verdicts</a><a href="#figures">Paper figures</a>
+<a href="#notebook-figures">Figures by notebook</a><a href="#run">Run</a><a href="#numbers">Recorded numbers</a></nav>
 </header>
 <main>
-{_summary_section(summary, summary_note, exported, root)}
-{_figures_section(root / "figures", root, metrics)}
+{_findings_section(metrics, stale)}
+{_verdicts_section(metrics, stale)}
 {_evaluation_section(metrics)}
-{_metrics_section(metrics, problems)}
+{_figures_section(root / "figures", root, metrics, stale)}
+{_run_section(summary, summary_note, exported, root)}
+{_numbers_section(metrics, problems, root, stale)}
 </main>
 <footer>Generated by <code>python -m sde_utils.pipeline.report</code> from the files in this folder.</footer>
 </body>
 </html>
 """
     index = root / "index.html"
-    tmp = root / ".index.html.tmp"
+    tmp = root / f".index.html.{os.getpid()}.tmp"
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, index)
     return index

@@ -1,13 +1,16 @@
 """Metrics a notebook records: ``reports/metrics/<notebook>.json``.
 
 Each file holds the notebook's numbers and, beside them, the parameters that produced
-them (so a number is never separated from its settings). The smoke tests read these
-files to assert on what each notebook computed.
+them (so a number is never separated from its settings), and the profile and git commit
+of the run that wrote them (``run``; set by the runner through the environment variables
+``SDE_RUN_PROFILE`` and ``SDE_RUN_COMMIT``, both None outside the runner). The smoke tests
+read these files to assert on what each notebook computed.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,12 +20,16 @@ from sde_utils.io import atomic_write_text, to_jsonable
 
 
 def save_metrics(notebook: str, metrics: Mapping[str, Any], parameters: Mapping[str, Any]) -> Path:
-    """Write ``{"notebook", "parameters", "metrics"}`` atomically; returns the path."""
+    """Write ``{"notebook", "run", "parameters", "metrics"}`` atomically; returns the path."""
     if not notebook:
         raise ValueError("notebook name must be a non-empty string such as '03-train-sde'")
     path = paths.METRICS_DIR / f"{notebook}.json"
     payload = {
         "notebook": notebook,
+        "run": {
+            "profile": os.environ.get("SDE_RUN_PROFILE"),
+            "git_commit": os.environ.get("SDE_RUN_COMMIT"),
+        },
         "parameters": to_jsonable(dict(parameters)),
         "metrics": to_jsonable(dict(metrics)),
     }
@@ -38,7 +45,7 @@ def notebook_parameters(
     parameters cell: names come from the notebook's own ``parameters`` cell, values from
     the kernel, so papermill's injected values are what gets recorded.
     """
-    from sde_utils.pipeline.run import parameter_names
+    from sde_utils.pipeline.profiles import parameter_names
 
     path = Path(folder or paths.NOTEBOOKS_DIR) / f"{notebook}.ipynb"
     if not path.is_file():

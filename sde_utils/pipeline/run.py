@@ -1,8 +1,14 @@
 """Execute the notebooks in order with papermill, from a parameter profile.
 
-    python -m sde_utils.pipeline.run --profile default            # every notebook
-    python -m sde_utils.pipeline.run --profile quick --only 03    # one notebook
-    python -m sde_utils.pipeline.run --profile my.yaml --from 04  # 04 and after
+    python -m sde_utils --profile default            # every notebook -> reports/
+    python -m sde_utils --profile quick              # every notebook -> runs/quick/
+    python -m sde_utils --profile quick --only 03    # one notebook (after 01-02 ran there)
+    python -m sde_utils --profile my.yaml --from 04  # 04 and after, your own profile
+
+Where outputs go: the committed ``reports/`` and ``data/processed/`` belong to the
+``default`` profile. Any other profile writes to ``runs/<profile>/`` (ignored by git),
+so trying things never touches the committed results; ``--output-root DIR`` or the
+environment variable ``SDE_OUTPUT_ROOT`` choose another root.
 
 A profile (``params/<name>.yaml`` or a path) has a ``common:`` block and one block per
 notebook, keyed by the notebook's stem (``03-train-sde``). A notebook receives the
@@ -10,16 +16,16 @@ common values it declares in its ``parameters`` cell plus its own block. Every n
 checked against the ``parameters`` cells before anything executes (papermill itself only
 warns about unknown names). ``reports/run_summary.json`` records the profile, the git
 commit and, per notebook, status, seconds and the parameters used; it is rewritten after
-every notebook, so it survives a failure or an interrupted run.
+every notebook, so it survives a failure or an interrupted run. Each value's type is
+checked against the default in the ``parameters`` cell before anything runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import datetime as dt
 import json
-import re
+import os
 import subprocess
 import sys
 import time
@@ -29,27 +35,20 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-import yaml
 
 from sde_utils import paths
 from sde_utils.io import atomic_write_text
+from sde_utils.pipeline.profiles import (
+    RunnerError,
+    discover_notebooks,
+    load_profile,
+    resolve_parameters,
+    select_notebooks,
+)
 
-NOTEBOOK_PATTERN = re.compile(r"^(\d{2})-[\w-]+\.ipynb$")
 KERNEL_NAME = "sde-llm"
-
-
-class RunnerError(Exception):
-    """A problem found before or while running notebooks; the message says what to fix."""
-
-
-@dataclass(frozen=True)
-class Notebook:
-    number: str  # "03"
-    path: Path
-
-    @property
-    def stem(self) -> str:  # "03-train-sde"
-        return self.path.stem
+COMMITTED_PROFILE = "default"  # the profile whose outputs are committed under reports/
+RUNS_DIR = "runs"  # other profiles write to <project>/runs/<profile>/
 
 
 @dataclass
@@ -60,138 +59,6 @@ class NotebookResult:
     parameters: dict[str, Any] = field(default_factory=dict)
     output: str | None = None
     error: dict[str, Any] | None = None
-
-
-# --------------------------------------------------------------------------- discovery
-
-
-def discover_notebooks(folder: Path = paths.NOTEBOOKS_DIR) -> list[Notebook]:
-    """``NN-name.ipynb`` files of ``folder`` in number order (other files are ignored)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise RunnerError(f"notebook folder {folder} does not exist")
-    found = []
-    for path in sorted(folder.glob("*.ipynb")):
-        match = NOTEBOOK_PATTERN.match(path.name)
-        if match:
-            found.append(Notebook(match.group(1), path))
-    numbers = [nb.number for nb in found]
-    duplicated = sorted({n for n in numbers if numbers.count(n) > 1})
-    if duplicated:
-        raise RunnerError(f"two notebooks share the number(s) {duplicated} in {folder}")
-    return found
-
-
-def select_notebooks(
-    notebooks: Sequence[Notebook], only: Sequence[str] = (), start: str | None = None
-) -> list[Notebook]:
-    """Filter by ``--only NN`` (repeatable) and ``--from NN``; unknown numbers are errors."""
-    available = [nb.number for nb in notebooks]
-    wanted = [_normalise_number(n) for n in only]
-    start = _normalise_number(start) if start is not None else None
-    for number in [*wanted, *([start] if start else [])]:
-        if number not in available:
-            raise RunnerError(f"no notebook numbered {number}; available: {available}")
-    selected = [nb for nb in notebooks if not wanted or nb.number in wanted]
-    if start is not None:
-        selected = [nb for nb in selected if nb.number >= start]
-    return selected
-
-
-def _normalise_number(value: str | int) -> str:
-    text = str(value).strip()
-    if not text.isdigit():
-        raise RunnerError(f"notebook numbers are like 03, got {value!r}")
-    return f"{int(text):02d}"
-
-
-# --------------------------------------------------------------------------- parameters
-
-
-def parameter_names(notebook_path: Path) -> dict[str, Any]:
-    """Names assigned in the notebook's cell tagged ``parameters``, with their defaults.
-
-    Defaults are the literal values where the right-hand side is a literal, else None.
-    """
-    nb = nbformat.read(notebook_path, as_version=4)
-    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    if len(cells) != 1:
-        raise RunnerError(
-            f"{notebook_path.name}: expected exactly one cell tagged 'parameters', "
-            f"found {len(cells)}"
-        )
-    try:
-        tree = ast.parse(cells[0].source)
-    except SyntaxError as exc:
-        raise RunnerError(f"{notebook_path.name}: parameters cell does not parse: {exc}") from exc
-    names: dict[str, Any] = {}
-    for node in tree.body:
-        targets = []
-        if isinstance(node, ast.Assign):
-            targets, value = node.targets, node.value
-        elif isinstance(node, ast.AnnAssign) and node.value is not None:
-            targets, value = [node.target], node.value
-        for target in targets:
-            if isinstance(target, ast.Name):
-                try:
-                    names[target.id] = ast.literal_eval(value)
-                except ValueError:
-                    names[target.id] = None
-    return names
-
-
-def load_profile(profile: str | Path) -> tuple[str, Path, dict[str, Any]]:
-    """Read ``params/<profile>.yaml`` or a YAML path: (name, path, mapping)."""
-    candidate = Path(profile)
-    if candidate.suffix in {".yaml", ".yml"} or candidate.exists():
-        path = candidate
-    else:
-        path = paths.PARAMS_DIR / f"{profile}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in paths.PARAMS_DIR.glob("*.yaml"))
-        raise RunnerError(f"profile {profile!r} not found (looked for {path}); known: {known}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise RunnerError(f"profile {path} is not valid YAML: {exc}") from exc
-    if not isinstance(data, Mapping):
-        raise RunnerError(f"profile {path} must be a mapping, got {type(data).__name__}")
-    for key, block in data.items():
-        if block is not None and not isinstance(block, Mapping):
-            raise RunnerError(f"profile {path}: block {key!r} must be a mapping of parameters")
-    return path.stem, path, {k: dict(v or {}) for k, v in data.items()}
-
-
-def resolve_parameters(
-    profile: Mapping[str, Mapping[str, Any]], notebooks: Sequence[Notebook]
-) -> dict[str, dict[str, Any]]:
-    """Parameters per notebook stem; every name is checked before anything runs.
-
-    Raises RunnerError naming the notebook, the unknown name and the allowed names.
-    """
-    declared = {nb.stem: parameter_names(nb.path) for nb in notebooks}
-    common = dict(profile.get("common", {}))
-    problems = []
-    stems = set(declared)
-    for key in profile:
-        if key != "common" and key not in stems:
-            problems.append(
-                f"profile block {key!r} matches no notebook; notebooks: {sorted(stems)}"
-            )
-    all_declared = set().union(*declared.values()) if declared else set()
-    for name in common:
-        if declared and name not in all_declared:
-            problems.append(f"common parameter {name!r} is declared by no notebook")
-    resolved = {}
-    for stem, names in declared.items():
-        own = dict(profile.get(stem, {}))
-        for name in own:
-            if name not in names:
-                problems.append(f"{stem}: unknown parameter {name!r}; allowed: {sorted(names)}")
-        resolved[stem] = {k: v for k, v in common.items() if k in names} | own
-    if problems:
-        raise RunnerError("bad parameters, nothing was executed:\n  " + "\n  ".join(problems))
-    return resolved
 
 
 # --------------------------------------------------------------------------- execution
@@ -241,36 +108,109 @@ def _write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
 
 
+def output_root_for(profile_name: str, explicit: Path | None = None) -> Path:
+    """Where a run writes ``data/processed/`` and ``reports/``.
+
+    ``explicit`` (``--output-root``) first, then the environment's ``SDE_OUTPUT_ROOT``;
+    otherwise the project root for the committed profile (``default``) and
+    ``runs/<profile>/`` for every other profile, so trying a profile never overwrites the
+    committed results.
+    """
+    if explicit is not None:
+        return Path(explicit).resolve()
+    if os.environ.get("SDE_OUTPUT_ROOT"):
+        return Path(os.environ["SDE_OUTPUT_ROOT"]).resolve()
+    if profile_name == COMMITTED_PROFILE:
+        return paths.PROJ_ROOT
+    return paths.PROJ_ROOT / RUNS_DIR / profile_name
+
+
+def check_writable(root: Path) -> None:
+    """RunnerError unless ``root`` can be created and written (checked before any work)."""
+    existing = next((p for p in [root, *root.parents] if p.exists()), None)
+    if existing is None or not os.access(existing, os.W_OK | os.X_OK) or not existing.is_dir():
+        raise RunnerError(
+            f"output root {root} is not writable (nearest existing folder: {existing}); "
+            f"choose another with --output-root DIR or SDE_OUTPUT_ROOT"
+        )
+
+
+def _quiet_kernel_manager(log_path: Path):
+    """A kernel manager whose kernel writes its own stderr (ipykernel's start-up and
+    shutdown chatter) to ``log_path`` instead of the terminal. Cell outputs, errors
+    included, still reach the notebook."""
+    from jupyter_client.manager import KernelManager
+
+    class QuietKernelManager(KernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._kernel_log = open(log_path, "ab")  # noqa: SIM115 (closed at shutdown)
+            kw.setdefault("stderr", self._kernel_log)
+            return await super()._async_launch_kernel(kernel_cmd, **kw)
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart=restart)
+            log = getattr(self, "_kernel_log", None)
+            if log is not None and not restart:
+                log.close()
+
+    return QuietKernelManager
+
+
+def _log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
 def run_notebooks(
     profile: str | Path,
     *,
     only: Sequence[str] = (),
     start: str | None = None,
     notebooks_dir: Path | None = None,
+    output_root: Path | None = None,
     output_dir: Path | None = None,
     summary_path: Path | None = None,
     progress: bool = True,
 ) -> list[NotebookResult]:
     """Run the selected notebooks; raises RunnerError at the first failure.
 
-    The summary JSON is written after every notebook and on failure; the partial output
-    notebook of a failed run is kept in ``output_dir``.
+    Outputs go under :func:`output_root_for` (executed notebooks to
+    ``<root>/reports/notebooks/`` unless ``output_dir`` says otherwise). Everything is
+    checked first (profile, names, types, a writable root); nothing runs on a bad
+    parameter. The summary JSON is written after every notebook and on failure; the partial
+    output notebook of a failed run is kept. ``progress=False`` also turns off the bars
+    inside the notebooks (``TQDM_DISABLE``).
     """
-    from tqdm.auto import tqdm
-
     notebooks_dir = Path(notebooks_dir or paths.NOTEBOOKS_DIR)
-    output_dir = Path(output_dir or paths.REPORT_NOTEBOOKS_DIR)
-    summary_path = Path(summary_path or paths.RUN_SUMMARY)
-
     name, profile_path, profile_data = load_profile(profile)
     everything = discover_notebooks(notebooks_dir)
     parameters = resolve_parameters(profile_data, everything)  # validates all blocks
     selected = select_notebooks(everything, only, start)
+    root = output_root_for(name, output_root)
+    check_writable(root)
+    reports = root / "reports"
+    output_dir = Path(output_dir or reports / "notebooks")
+    summary_path = Path(summary_path or reports / "run_summary.json")
+    logs = root / "reports" / "logs"
+    # the notebooks' kernels inherit this environment: they write where the runner reads
+    os.environ["SDE_OUTPUT_ROOT"] = str(root)
+    commit = git_commit()
+    os.environ["SDE_RUN_PROFILE"] = name
+    os.environ["SDE_RUN_COMMIT"] = commit or ""
+    if not progress:
+        os.environ["TQDM_DISABLE"] = "1"
+    # a live bar only on a terminal; elsewhere one plain line per notebook
+    live = progress and sys.stderr.isatty()
 
     summary: dict[str, Any] = {
         "profile": name,
         "profile_path": _relative(profile_path),
-        "git_commit": git_commit(),
+        "output_root": _relative(root),
+        "git_commit": commit,
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "finished": None,
         "status": "running",
@@ -302,13 +242,16 @@ def run_notebooks(
     kernel = kernel_name()
     output_dir.mkdir(parents=True, exist_ok=True)
     save("running")
-    bar = tqdm(selected, desc=f"profile {name}", unit="notebook", disable=not progress)
-    for nb, result in zip(bar, results, strict=True):
-        bar.set_postfix_str(nb.stem)
+    print(f"profile {name}: {len(selected)} notebook(s) -> {root}", flush=True)
+    for i, (nb, result) in enumerate(zip(selected, results, strict=True), start=1):
         out_path = output_dir / nb.path.name
+        log_path = logs / f"{nb.stem}.kernel.log"
+        log_path.unlink(missing_ok=True)
         result.output = _relative(out_path)
         result.status = "running"
         save("running")
+        if not live:
+            print(f"[{i}/{len(selected)}] {nb.stem} ...", flush=True)
         began = time.perf_counter()
         try:
             pm.execute_notebook(
@@ -317,7 +260,10 @@ def run_notebooks(
                 parameters=result.parameters,
                 kernel_name=kernel,
                 cwd=str(nb.path.parent),
-                progress_bar={"desc": f"  {nb.stem}", "leave": False} if progress else False,
+                progress_bar={"desc": f"[{i}/{len(selected)}] {nb.stem}", "leave": False}
+                if live
+                else False,
+                kernel_manager_class=_quiet_kernel_manager(log_path),
             )
         except PapermillExecutionError as exc:
             result.seconds = round(time.perf_counter() - began, 2)
@@ -331,7 +277,6 @@ def run_notebooks(
                 "evalue": exc.evalue,
             }
             save("failed")
-            bar.close()
             raise RunnerError(
                 f"notebook {nb.stem} failed in cell {source_cell} (In [{exc.exec_count}], "
                 f"cell {exc.cell_index + 1} of the executed copy): {exc.ename}: {exc.evalue}\n"
@@ -342,10 +287,13 @@ def run_notebooks(
             result.status = "failed"
             result.error = {"cell": None, "ename": type(exc).__name__, "evalue": str(exc)}
             save("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
-            bar.close()
+            tail = _log_tail(log_path)
+            if tail:
+                print(f"kernel log of {nb.stem} ({log_path}):\n{tail}", file=sys.stderr)
             raise
         result.seconds = round(time.perf_counter() - began, 2)
         result.status = "ok"
+        print(f"[{i}/{len(selected)}] {nb.stem} ok in {result.seconds:.1f} s", flush=True)
         save("running")
     save("ok")
     return results
@@ -365,19 +313,48 @@ def _source_cell_number(executed: Path, cell_index: int) -> int:
     return cell_index + 1 - injected
 
 
+EPILOG = f"""\
+default profile: {COMMITTED_PROFILE} (params/{COMMITTED_PROFILE}.yaml), whose outputs are the
+committed reports/. Other profiles write to {RUNS_DIR}/<profile>/ unless --output-root or
+SDE_OUTPUT_ROOT says otherwise.
+
+examples:
+  python -m sde_utils                                  # every notebook, default profile
+  python -m sde_utils --profile quick                  # minutes; -> {RUNS_DIR}/quick/
+  python -m sde_utils --profile quick --only 03        # one notebook (01-02 ran there)
+  python -m sde_utils --profile default --from 04      # 04 and later
+  python -m sde_utils --profile my-profile.yaml        # your own profile file
+  python -m sde_utils --profile quick --output-root /tmp/try
+"""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m sde_utils.pipeline.run", description=__doc__.split("\n\n")[0]
+        prog="python -m sde_utils",
+        description=__doc__.split("\n\n")[0],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--profile", default="default", help="params/<NAME>.yaml or a path")
+    parser.add_argument(
+        "--profile",
+        default=COMMITTED_PROFILE,
+        help=f"params/<NAME>.yaml or a path to a profile file (default: {COMMITTED_PROFILE})",
+    )
     parser.add_argument(
         "--only", action="append", default=[], metavar="NN", help="run only notebook NN"
     )
     parser.add_argument("--from", dest="start", metavar="NN", help="run NN and later")
     parser.add_argument("--notebooks", type=Path, help="notebook folder (default notebooks/)")
-    parser.add_argument("--output", type=Path, help="executed notebooks (reports/notebooks/)")
-    parser.add_argument("--summary", type=Path, help="summary JSON (reports/run_summary.json)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--output-root", type=Path, help="where data/processed/ and reports/ go (see above)"
+    )
+    parser.add_argument(
+        "--output", type=Path, help="executed notebooks (<root>/reports/notebooks/)"
+    )
+    parser.add_argument(
+        "--summary", type=Path, help="summary JSON (<root>/reports/run_summary.json)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars anywhere")
     args = parser.parse_args(argv)
     began = time.perf_counter()
     try:
@@ -386,6 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             only=args.only,
             start=args.start,
             notebooks_dir=args.notebooks,
+            output_root=args.output_root,
             output_dir=args.output,
             summary_path=args.summary,
             progress=not args.no_progress,
@@ -396,7 +374,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = time.perf_counter() - began
     for r in results:
         print(f"  {r.notebook:<32} {r.status:<6} {r.seconds:8.1f} s")
-    print(f"done in {total:.1f} s; summary in {args.summary or paths.RUN_SUMMARY}")
+    print(
+        f"done in {total:.1f} s; summary in {os.environ.get('SDE_OUTPUT_ROOT', '')}/reports/run_summary.json"
+    )
     return 0
 
 

@@ -22,7 +22,8 @@ import nbformat  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from sde_utils.analysis.paper_figures import PAPER_FIGURES  # noqa: E402
+from sde_utils.captions import PAPER_FIGURES  # noqa: E402
+from sde_utils.paths import PROJ_ROOT  # noqa: E402
 from sde_utils.pipeline.report import build_report, main, render_value, try_build_report  # noqa: E402
 
 FINDING = "the drift path beats the mean by 31% at step 1 and not after step 3"
@@ -164,6 +165,9 @@ def test_page_shows_captions_findings_tables_and_notes(reports):
     # notebook 03's evaluation as a model x metric table, 4 significant digits
     assert "Held-out evaluation" in page
     assert "2.723" in page and "3.075" in page and "0.5773" in page
+    # findings first, generated from the numbers; the failed notebook's block is stale
+    assert page.index('id="findings"') < page.index('id="verdicts"')
+    assert "Held-out one-step NLL per dimension" in page and "neural_sde 2.72" in page
     # verdicts of 03 and 05, rendered generically, booleans as yes/no
     assert '<td class="yes">yes</td>' in page and '<td class="no">no</td>' in page
     assert "-0.25" in page and "1234" in page
@@ -299,6 +303,86 @@ def _image_probe(binary: str, page: Path, tmp_path: Path, name: str) -> list[dic
     match = re.search(r'<pre id="image-probe">(.*?)</pre>', proc.stdout, re.S)
     assert match, f"the probe did not run; chromium said: {proc.stderr[-1500:]}"
     return json.loads(html.unescape(match.group(1)))
+
+
+LAYOUT_PROBE = """<script>
+window.addEventListener("load", function () {
+  var d = document.documentElement, wide = [];
+  document.querySelectorAll("body *").forEach(function (el) {
+    var r = el.getBoundingClientRect();
+    if (r.right > d.clientWidth + 1 && !el.closest(".table-wrap")) wide.push(el.tagName);
+  });
+  var pre = document.createElement("pre");
+  pre.id = "layout-probe";
+  pre.textContent = JSON.stringify({height: d.scrollHeight, scrollWidth: d.scrollWidth,
+                                    clientWidth: d.clientWidth, wide: wide.slice(0, 10)});
+  document.body.appendChild(pre);
+});
+</script>"""
+
+MAX_HEIGHT_PX = 20_000  # at 1,400 px wide
+
+
+def _layout(binary: str, page: Path, tmp_path: Path, name: str) -> dict:
+    probe = page.with_name(f".layout-{name}.html")  # same folder: the same relative links
+    probe.write_text(page.read_text().replace("</body>", LAYOUT_PROBE + "</body>"))
+    try:
+        proc = _run_chromium(
+            binary, tmp_path / f"profile-layout-{name}", "--window-size=1400,1000",
+            "--virtual-time-budget=10000", "--dump-dom", probe.as_uri(),
+        )  # fmt: skip
+    finally:
+        probe.unlink()
+    match = re.search(r'<pre id="layout-probe">(.*?)</pre>', proc.stdout, re.S)
+    assert match, f"the layout probe did not run; chromium said: {proc.stderr[-1500:]}"
+    return json.loads(html.unescape(match.group(1)))
+
+
+def _external(page: str) -> list[str]:
+    """Every resource the page would load from the network."""
+    return re.findall(r'(?:src|href)\s*=\s*["\'](?:https?:)?//[^"\']+', page)
+
+
+def test_layout_probe_sees_overflow_and_height(reports, tmp_path):
+    # the control: a page that is too tall and too wide is measured as such
+    binary = _chromium()
+    bad = reports / "bad.html"
+    bad.write_text("<html><body><div style='width:3000px;height:25000px'>x</div></body></html>")
+    layout = _layout(binary, bad, tmp_path, "bad")
+    assert layout["height"] > MAX_HEIGHT_PX and layout["scrollWidth"] > layout["clientWidth"]
+    assert _external('<script src="https://cdn.example/x.js"></script>')
+
+
+@pytest.mark.skipif(
+    not (PROJ_ROOT / "reports" / "index.html").is_file(), reason="no committed reports/index.html"
+)
+def test_committed_report_reads_well(tmp_path):
+    # the committed page: under 20,000 px at 1,400 px wide, nothing wider than the window,
+    # every image loads, every link resolves, nothing from the network, findings first
+    binary = _chromium()
+    root = PROJ_ROOT / "reports"
+    index = root / "index.html"
+    page = index.read_text()
+    assert not _external(page)
+    layout = _layout(binary, index, tmp_path, "committed")
+    assert layout["height"] < MAX_HEIGHT_PX, layout
+    assert layout["scrollWidth"] <= layout["clientWidth"], layout
+    assert not layout["wide"], layout
+    refs = _refs(index)
+    for ref in refs.images + refs.links:
+        if not ref.startswith("#"):
+            assert (root / unquote(ref)).is_file(), f"broken link {ref}"
+    for exported in (root / "notebooks").glob("*.html"):
+        assert not _external(exported.read_text()), exported.name
+    probe = root / ".probe.html"
+    probe.write_text(page.replace("</body>", IMAGE_PROBE + "</body>"))
+    try:
+        loaded = _image_probe(binary, probe, tmp_path, "committed")
+    finally:
+        probe.unlink()
+    assert loaded and all(img["complete"] and img["width"] > 0 for img in loaded)
+    text = html.unescape(page)
+    assert text.index('id="findings"') < text.index('id="verdicts"') < text.index('id="figures"')
 
 
 def test_report_in_headless_chromium(reports, tmp_path):

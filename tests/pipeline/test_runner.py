@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from sde_utils.paths import NOTEBOOKS_DIR, PROJ_ROOT
-from sde_utils.pipeline import run
+from sde_utils.pipeline import profiles, run
 
 
 def _notebook(path: Path, params: str, *body: str) -> Path:
@@ -67,7 +67,7 @@ def test_discovery_orders_and_ignores_other_files(project):
 
 
 def test_parameter_names_reads_the_tagged_cell(project):
-    names = run.parameter_names(project / "notebooks" / "02-second.ipynb")
+    names = profiles.parameter_names(project / "notebooks" / "02-second.ipynb")
     assert names == {"seed": 0, "name": "a", "widths": [1, 2]}
 
 
@@ -85,10 +85,67 @@ def test_unknown_parameter_is_rejected_before_anything_runs(project):
 def test_profile_block_for_a_missing_notebook_is_rejected(project):
     bad = project / "bad.yaml"
     bad.write_text("09-nothing:\n  seed: 1\n")
-    with pytest.raises(run.RunnerError, match="'09-nothing' matches no notebook"):
+    with pytest.raises(
+        run.RunnerError, match=r"'09-nothing': notebook file .*09-nothing.ipynb does not exist"
+    ):
         run.resolve_parameters(
             run.load_profile(bad)[2], run.discover_notebooks(project / "notebooks")
         )
+    bad.write_text("plots:\n  seed: 1\n")  # not a notebook name at all
+    with pytest.raises(run.RunnerError, match="'plots' matches no notebook"):
+        run.resolve_parameters(
+            run.load_profile(bad)[2], run.discover_notebooks(project / "notebooks")
+        )
+
+
+@pytest.mark.parametrize(
+    ("value", "default", "ok"),
+    [
+        (40, 30, True), ("40", 30, False), (True, 30, False), (0.5, 30, False),
+        (3, 0.1, True), (0.3, 0.1, True), ("0.3", 0.1, False), (False, True, True),
+        (1, True, False), ([1, 2], [1], True), ((1,), [1], True), ("1,2", [1], False),
+        ("x", "y", True), (None, "y", False), ("anything", None, True), (None, None, True),
+    ],
+)  # fmt: skip
+def test_parameter_types_follow_the_defaults(value, default, ok):
+    problem = profiles.type_problem("n", value, default)
+    assert (problem is None) == ok, problem
+    if not ok:
+        assert problem.startswith("n must be a") and repr(value) in problem
+
+
+def test_a_wrongly_typed_value_fails_before_anything_runs(project):
+    bad = project / "bad.yaml"
+    bad.write_text('common:\n  seed: "1"\n')
+    with pytest.raises(
+        run.RunnerError, match=r"seed must be an int like its default 0, got '1' \(str\)"
+    ):
+        run.resolve_parameters(
+            run.load_profile(bad)[2], run.discover_notebooks(project / "notebooks")
+        )
+
+
+def test_output_roots_keep_other_profiles_away_from_the_committed_reports(monkeypatch, tmp_path):
+    monkeypatch.delenv("SDE_OUTPUT_ROOT", raising=False)
+    assert run.output_root_for("default") == run.paths.PROJ_ROOT
+    assert run.output_root_for("quick") == run.paths.PROJ_ROOT / "runs" / "quick"
+    assert run.output_root_for("quick", tmp_path) == tmp_path.resolve()
+    monkeypatch.setenv("SDE_OUTPUT_ROOT", str(tmp_path / "env"))
+    assert run.output_root_for("default") == (tmp_path / "env").resolve()
+
+
+def test_an_unwritable_output_root_is_refused_before_work(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(run.RunnerError, match="is not writable"):
+        run.check_writable(blocker / "root")
+
+
+def test_help_names_the_default_profile_and_examples(capsys):
+    with pytest.raises(SystemExit):
+        run.main(["--help"])
+    out = capsys.readouterr().out
+    assert "default profile: default" in out and "--profile quick --only 03" in out
 
 
 def test_unknown_profile_lists_the_known_ones():
@@ -159,6 +216,11 @@ def test_template_notebook_runs_and_records_its_result(tmp_path):
            "--notebooks", str(nbs)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=PROJ_ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr
+    # the kernel's own start-up and shutdown chatter goes to its log, not the terminal;
+    # no cursor-movement codes when the output is not a terminal
+    for noise in ("Kernel is running over TCP", "KeyboardInterrupt", "\x1b["):
+        assert noise not in proc.stderr + proc.stdout, noise
+    assert "[1/1] 01-template ok in" in proc.stdout
     record = json.loads(
         (tmp_path / "outputs" / "reports" / "metrics" / "template.json").read_text()
     )
