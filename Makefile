@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml constraints.txt
 reproduce: install ## run every notebook on the default profile -> reports/
 	$(PY) -m sde_utils --profile $(PROFILE)
 
-quick: install ## the same on the quick profile (minutes)
+quick: install ## the same on the quick profile (minutes) -> runs/quick/
 	$(PY) -m sde_utils --profile quick
 
 test: install ## run the test suite (notebook smoke tests on the quick profile)
@@ -55,14 +55,14 @@ format: install ## apply ruff's fixes and formatting, strip notebook outputs
 	$(VENV)/bin/ruff format sde_utils tests bench notebooks
 	$(PY) -m sde_utils.pipeline.nbcheck --strip notebooks
 
-lab: install ## JupyterLab on the venv's kernel
-	$(VENV)/bin/jupyter lab notebooks
+lab: install ## JupyterLab at the project root (notebooks/ and reports/), on the venv's kernel
+	$(VENV)/bin/jupyter lab --notebook-dir=. $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 bench: install ## every benchmark in bench/ (each prints its ratio last)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean: ## remove generated outputs and caches (never data/raw)
 	rm -rf data/processed/* data/interim/* reports/notebooks reports/figures reports/metrics \
-	       reports/run_summary.json .pytest_cache .ruff_cache
+	       reports/run_summary.json reports/logs runs .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 	@touch data/processed/.gitkeep data/interim/.gitkeep

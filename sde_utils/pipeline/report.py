@@ -34,121 +34,15 @@ from typing import Any
 
 from sde_utils import paths
 from sde_utils.captions import NOTEBOOK_FIGURES, PAPER_FIGURES
+from sde_utils.pipeline.export import export_notebooks
 from sde_utils.pipeline.findings import findings
 from sde_utils.pipeline.render import esc, href, matrix, read_json, render_value
+from sde_utils.pipeline.style import CSS
 
 __all__ = ["build_report", "try_build_report", "export_notebooks", "render_value", "main"]
 
 FIGURES_NOTEBOOK = "07-paper-figures"
 EVALUATION_NOTEBOOK = "03-train-sde"
-
-CSS = """
-:root { --blue: #0173b2; --red: #b3261e; --green: #137333; --grey: #666; --line: #ddd; }
-* { box-sizing: border-box; }
-body { font: 15px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222;
-       margin: 0; background: #fafafa; overflow-wrap: break-word; }
-header, main { max-width: 1180px; margin: 0 auto; padding: 0 24px; }
-header { padding-top: 28px; }
-h1 { font-size: 26px; margin: 0 0 4px; }
-h2 { font-size: 21px; margin: 40px 0 12px; padding-bottom: 4px; border-bottom: 2px solid #222; }
-h3 { font-size: 17px; margin: 24px 0 8px; }
-.sub { color: var(--grey); margin: 0 0 12px; }
-.stamp { color: var(--grey); font-size: 12.5px; font-weight: normal; margin-left: 8px; }
-.stale { color: var(--red); font-weight: 600; }
-.banner { background: #fdecea; border-left: 4px solid var(--red); padding: 8px 12px; }
-nav { margin: 12px 0 0; font-size: 14px; }
-nav a { margin-right: 14px; }
-a { color: var(--blue); }
-ul.findings { margin: 4px 0 12px; padding-left: 22px; }
-ul.findings li { margin: 3px 0; }
-.table-wrap { max-width: 100%; overflow-x: auto; }
-table { border-collapse: collapse; margin: 6px 0 12px; background: white; font-size: 13px;
-        max-width: 100%; }
-th, td { border: 1px solid var(--line); padding: 3px 7px; text-align: left; vertical-align: top; }
-th { background: #f0f0f0; font-weight: 600; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.yes { color: var(--green); font-weight: 600; }
-td.no { color: var(--red); font-weight: 600; }
-.status-ok { color: var(--green); font-weight: 600; }
-.status-failed, .status-interrupted { color: var(--red); font-weight: 600; }
-figure { margin: 14px 0 26px; background: white; border: 1px solid var(--line);
-         border-radius: 6px; padding: 12px; }
-figure img { max-width: 100%; max-height: 430px; width: auto; height: auto; display: block;
-             margin: 0 auto; }
-.nbfigs figure img { max-height: 380px; }
-figcaption { margin-top: 8px; font-size: 14px; }
-figcaption .ours { margin-top: 6px; padding: 6px 10px; background: #eef5fb;
-                   border-left: 4px solid var(--blue); }
-figcaption .files { margin-top: 4px; font-size: 12.5px; color: var(--grey); }
-details { margin: 4px 0 10px; }
-summary { cursor: pointer; color: var(--grey); }
-.note { color: var(--grey); font-style: italic; }
-pre { background: white; border: 1px solid var(--line); padding: 8px; overflow-x: auto;
-      font-size: 12.5px; white-space: pre-wrap; }
-footer { max-width: 1180px; margin: 40px auto; padding: 0 24px; color: var(--grey);
-         font-size: 13px; }
-"""
-
-NOTEBOOK_CSS = (
-    CSS
-    + """
-main { max-width: 1100px; }
-.jp-Cell { margin: 10px 0; }
-.jp-InputArea pre, .jp-OutputArea pre { background: #f6f8fa; border: 1px solid var(--line);
-  padding: 8px; overflow-x: auto; font-size: 12.5px; }
-.jp-InputPrompt, .jp-OutputPrompt { display: none; }
-.jp-RenderedImage img { max-width: 100%; height: auto; }
-"""
-)
-
-NOTEBOOK_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title><style>{css}</style></head>
-<body><main><p class="sub"><a href="../index.html">← report</a></p>
-{body}</main></body></html>
-"""
-
-
-# ----------------------------------------------------------------------------- notebooks
-
-
-def export_notebooks(executed_dir: Path, *, force: bool = False) -> dict[str, dict[str, Any]]:
-    """Export every ``*.ipynb`` of ``executed_dir`` to a self-contained HTML page beside it.
-
-    The page loads nothing from the network (math stays as its LaTeX source).
-
-    Returns ``{stem: {"ipynb": Path, "html": Path | None, "note": str | None}}``. An HTML
-    file newer than its notebook is reused unless ``force``; a notebook nbconvert cannot
-    convert gets ``html=None`` and a note saying why (the report links the ``.ipynb``).
-    """
-    executed_dir = Path(executed_dir)
-    out: dict[str, dict[str, Any]] = {}
-    notebooks = sorted(executed_dir.glob("*.ipynb")) if executed_dir.is_dir() else []
-    exporter = None
-    for nb in notebooks:
-        target = nb.with_suffix(".html")
-        entry: dict[str, Any] = {"ipynb": nb, "html": None, "note": None}
-        out[nb.stem] = entry
-        if not force and target.is_file() and target.stat().st_mtime >= nb.stat().st_mtime:
-            entry["html"] = target
-            continue
-        try:
-            if exporter is None:
-                from nbconvert import HTMLExporter
-
-                # "basic" emits the cells alone, with no script and no CDN link; the page
-                # around them is ours, with inline CSS, so the export works offline
-                exporter = HTMLExporter(template_name="basic")
-            body, _ = exporter.from_filename(str(nb))
-            body = NOTEBOOK_PAGE.format(title=esc(nb.stem), css=NOTEBOOK_CSS, body=body)
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_text(body, encoding="utf-8")
-            os.replace(tmp, target)
-            entry["html"] = target
-        except Exception as exc:  # nbconvert raises many kinds; the report must go on
-            entry["note"] = f"not converted to HTML ({type(exc).__name__}: {exc})"[:300]
-    return out
 
 
 # ----------------------------------------------------------------------------- sections
