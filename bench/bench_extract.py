@@ -23,7 +23,8 @@ import time
 import torch
 from _sharegpt_pairs import sharegpt_pairs
 
-from sde_utils.extraction.llm import encode_pair, load_llm, teacher_forced_states
+from sde_utils.extraction.llm import load_llm
+from sde_utils.extraction.states import encode_pair, teacher_forced_states
 
 TARGET = 0.9
 

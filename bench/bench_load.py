@@ -19,7 +19,7 @@ import time
 import torch
 import transformers  # noqa: F401  (import cost kept out of the timers)
 
-from sde_utils.extraction.llm import _load_gguf, gguf_path, load_llm
+from sde_utils.extraction.llm import gguf_path, load_gguf, load_llm
 
 TARGET_S = 1.0
 
@@ -40,7 +40,7 @@ def main() -> None:
     print("cache loads: " + ", ".join(f"{t:.3f} s" for t in cache_times))
 
     start = time.perf_counter()
-    model, _ = _load_gguf(gguf_path())
+    model, _ = load_gguf(gguf_path())
     gguf_time = time.perf_counter() - start
     del model
 

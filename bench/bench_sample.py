@@ -23,7 +23,9 @@ import time
 import torch
 from _sharegpt_pairs import sharegpt_pairs
 
-from sde_utils.extraction.llm import encode_pair, load_llm, sample_trajectories
+from sde_utils.extraction.llm import load_llm
+from sde_utils.extraction.sampling import sample_trajectories
+from sde_utils.extraction.states import encode_pair
 
 TARGET = 0.85
 

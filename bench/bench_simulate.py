@@ -21,7 +21,7 @@ import torch
 import torchsde
 from torch import nn
 
-from sde_utils.models.neural import SDEModel
+from sde_utils.models.base import SDEModel
 from sde_utils.models.simulate import euler_maruyama, simulate
 
 D, HIDDEN, DEPTH, N_PATHS, N_STEPS, DT = 32, 128, 2, 256, 100, 1.0

@@ -25,7 +25,8 @@ import time
 import numpy as np
 from scipy import stats as sps
 
-from sde_utils.analysis.stats import bootstrap_by_group, spearman, spearman_ci
+from sde_utils.analysis.rank_correlation import spearman, spearman_ci
+from sde_utils.analysis.stats import bootstrap_by_group
 
 TARGET = 0.5
 

@@ -27,12 +27,18 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "extraction.pairs": ["load_pairs", "assign_splits"],
-    "extraction.llm": ["load_llm", "teacher_forced_states", "sample_trajectories"],
-    "extraction.store": ["build_store", "load_store", "TrajectoryStore"],
+    "extraction.llm": ["load_llm"],
+    "extraction.states": ["teacher_forced_states"],
+    "extraction.sampling": ["sample_trajectories"],
+    "extraction.store": ["load_store", "TrajectoryStore"],
+    "extraction.store_build": ["build_store"],
     "extraction.extract": ["extract_pairs", "sample_to_store"],
-    "models.neural": ["SDEModel", "NeuralSDE", "save_model", "load_model"],
+    "models.base": ["SDEModel"],
+    "models.neural": ["NeuralSDE"],
+    "models.serialize": ["save_model", "load_model"],
     "models.baselines": ["RandomWalk", "LinearSDE", "DriftOnlyMLP"],
-    "models.train": ["fit", "History", "drift_loss", "diffusion_loss", "evaluate_losses"],
+    "models.train": ["fit", "History"],
+    "models.losses": ["drift_loss", "diffusion_loss", "evaluate_losses"],
     "models.features": ["FeatureMap"],
     "models.fits": ["fit_all", "load_fit", "Fit"],
     # `simulate` itself is not re-exported: it would clash with the submodule of that name

@@ -27,12 +27,17 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
+def _num(x) -> str:
+    """An integer bound exactly (``4294967295``), a real one to 6 digits (``0.5``)."""
+    return str(x) if isinstance(x, numbers.Integral) else f"{x:g}"
+
+
 def _bounds(minimum, maximum, *, strict: bool) -> str:
     parts = []
     if minimum is not None:
-        parts.append(f"{'>' if strict else '>='} {minimum:g}")
+        parts.append(f"{'>' if strict else '>='} {_num(minimum)}")
     if maximum is not None:
-        parts.append(f"<= {maximum:g}")
+        parts.append(f"<= {_num(maximum)}")
     return " and ".join(parts)
 
 

@@ -84,3 +84,10 @@ def test_seed_bool_choice_str():
         check_choice("kind", "layer", ["input", "hidden"])
     with pytest.raises(ValueError, match="name must be a non-empty string"):
         check_str("name", "")
+
+
+def test_integer_bounds_print_exactly():
+    with pytest.raises(
+        ValueError, match="seed must be an int >= 0 and <= 4294967295, got 4294967296"
+    ):
+        check_seed(2**32)

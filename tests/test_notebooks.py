@@ -104,7 +104,7 @@ def _(m, p):
 
 @check("07-paper-figures")
 def _(m, p):
-    from sde_utils.analysis.paper_figures import PAPER_FIGURES
+    from sde_utils.captions import PAPER_FIGURES
 
     figs = m["figures"]
     assert list(figs) == list(PAPER_FIGURES)  # all seven, in the paper's order
@@ -274,8 +274,7 @@ def _(m, p):
 def _(m, p):
     import math
 
-    from sde_utils.analysis.stats import verdict
-    from sde_utils.analysis.uncertainty import INSUFFICIENT
+    from sde_utils.analysis.verdicts import INSUFFICIENT, verdict
 
     def num(v):  # save_metrics writes NaN as null
         return math.nan if v is None else float(v)

@@ -1,8 +1,12 @@
 """Stage 1: text -> LLM states -> trajectory store (notebooks 01, 02).
 
-- :mod:`pairs`: prompt/response pairs from ShareGPT, splits by conversation;
-- :mod:`llm`: loading the offline LLMs and their caches; teacher forcing, attention,
-  sampling with per-step states; token display and nearest-token decoding;
-- :mod:`store`: the on-disk trajectory store (its docstring is the contract);
+- :mod:`sources`: where pairs come from (ShareGPT, HelpSteer, JSON lines);
+- :mod:`pairs`: filtering and sampling the pairs, splits by conversation;
+- :mod:`tokens`: chat-template encoding, token display, nearest-token decoding;
+- :mod:`llm`: loading the offline LLMs and the checked cache of the default one;
+- :mod:`states`: embedding kinds, teacher-forced states, attention maps;
+- :mod:`sampling`: the LLM's own answers with per-step states, entropy and log-prob;
+- :mod:`store`: the on-disk trajectory store (its docstring is the contract) and its
+  reader; :mod:`store_inputs` checks what goes in, :mod:`store_build` writes it;
 - :mod:`extract`: the two builders, ``extract_pairs`` and ``sample_to_store``.
 """

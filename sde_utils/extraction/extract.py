@@ -18,9 +18,11 @@ from typing import Any
 
 import datasets
 
+from sde_utils.checks import check_int
 from sde_utils.config import run_id as make_run_id
-from sde_utils.extraction.llm import sample_trajectories, teacher_forced_states
-from sde_utils.extraction.store import build_store
+from sde_utils.extraction.sampling import sample_trajectories
+from sde_utils.extraction.states import teacher_forced_states
+from sde_utils.extraction.store_build import build_store
 
 ANNOTATIONS = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 
@@ -103,6 +105,8 @@ def sample_to_store(
     sample)``, so chunking and resuming do not change the samples. End-of-sequence is
     masked at the first step, so every answer has at least one token.
     """
+    k = check_int("k", k, minimum=1)
+    prompts_per_chunk = check_int("prompts_per_chunk", prompts_per_chunk, minimum=1)
     temps = [float(t) for t in temperatures]
     per_prompt = k * len(temps)
     items = []

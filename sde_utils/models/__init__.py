@@ -1,8 +1,16 @@
 """Stage 2: SDE models of the trajectories and everything that fits or scores them (notebook 03).
 
-- :mod:`neural`: the ``SDEModel`` interface, the registry, the neural SDE, save/load;
-- :mod:`baselines`: random walk, linear (OU) and drift-only models;
+- :mod:`base`: the ``SDEModel`` interface (Itô, diagonal noise), the model registry,
+  ``model_dtype_device`` and ``drift_diffusion_at`` (a model evaluated at given states);
+- :mod:`neural`: the neural SDE, its time features and MLP building blocks;
+- :mod:`baselines`: random walk, linear (OU) and drift-only models, ``check_transitions``;
+- :mod:`serialize`: ``save_model`` / ``load_model`` of any registered model;
 - :mod:`features`: standardise + PCA between LLM states and model states;
-- :mod:`train`: losses and the training loop; :mod:`simulate`: Euler-Maruyama and torchsde;
+- :mod:`losses`: the drift loss and the diffusion NLL of an Euler–Maruyama step;
+- :mod:`train`: ``fit`` and its ``History``; :mod:`checkpoint`: resumable checkpoints;
+- :mod:`simulate`: Euler–Maruyama and torchsde on the token grid;
 - :mod:`metrics`: held-out scores; :mod:`fits`: the whole model set on one store.
+
+Dependencies run one way: ``base`` <- ``neural`` <- ``baselines`` <- ``serialize``,
+``losses`` <- ``train`` (with ``checkpoint``); ``simulate`` <- ``metrics``; ``fits`` uses them all.
 """

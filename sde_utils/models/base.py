@@ -91,9 +91,7 @@ def model_dtype_device(
     return (like.dtype if like.is_floating_point() else torch.float64), like.device
 
 
-def drift_diffusion_tensors(
-    model: SDEModel, x: Any, t: Any
-) -> tuple[torch.Tensor, torch.Tensor]:
+def drift_diffusion_tensors(model: SDEModel, x: Any, t: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """``(drift, diffusion)`` of ``model`` at states ``x (B, d)`` and times ``t`` (a scalar
     or ``(B,)``), without gradients, on the model's dtype and device."""
     x = torch.as_tensor(x)

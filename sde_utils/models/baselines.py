@@ -18,19 +18,14 @@ the drift). On data from the exact OU transition the least-squares drift estimat
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import torch
 from torch import nn
 
-from sde_utils.models.neural import (
-    SDEModel,
-    _check_float,
-    _check_int,
-    _MLPDriftMixin,
-    register_model,
-)
+from sde_utils.checks import check_bool, check_dt, check_int, check_positive
+from sde_utils.models.base import SDEModel, register_model
+from sde_utils.models.neural import MLPDriftMixin
 
 SIGMA_MIN = 1e-12  # closed-form sigma is clamped here so a constant dimension stays valid
 
@@ -43,8 +38,16 @@ def check_transitions(
     Returns them as tensors (``t0`` in ``x0``'s dtype) and ``dt`` as a float; raises
     ``ValueError``/``TypeError`` saying what was received otherwise. Values must be finite.
     """
-    if isinstance(dt, bool) or not isinstance(dt, numbers.Real) or not math.isfinite(dt) or dt <= 0:
-        raise ValueError(f"dt must be a finite number > 0, got {dt!r}")
+    dt = check_dt(dt)
+    return (*transition_tensors(x0, t0, x1, name=name), dt)
+
+
+def transition_tensors(
+    x0: torch.Tensor, t0: torch.Tensor, x1: torch.Tensor, *, name: str = "data"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The array part of :func:`check_transitions` (for callers that checked ``dt``):
+    ``x0 (N, d)`` float, ``x1`` of its shape, ``t0 (N,)``, ``N, d >= 1``, all finite.
+    Returns tensors, ``t0`` and ``x1`` in ``x0``'s dtype."""
     x0, t0, x1 = (torch.as_tensor(v) for v in (x0, t0, x1))
     if x0.ndim != 2 or not x0.is_floating_point():
         raise ValueError(
@@ -66,7 +69,7 @@ def check_transitions(
         # a sum is ~15x faster than isfinite(); only a non-finite sum needs the exact check
         if not math.isfinite(float(v.sum())) and not bool(torch.isfinite(v).all()):
             raise ValueError(f"{name}: {key} contains NaN or inf")
-    return x0, t0.to(x0.dtype), x1.to(x0.dtype), float(dt)
+    return x0, t0.to(x0.dtype), x1.to(x0.dtype)
 
 
 class _ConstantSigma(SDEModel):
@@ -86,7 +89,7 @@ class RandomWalk(_ConstantSigma):
 
     def __init__(self, state_dim: int):
         super().__init__()
-        self.state_dim = _check_int("state_dim", state_dim, 1)
+        self.state_dim = check_int("state_dim", state_dim, minimum=1)
         self.register_buffer("sigma_diag", torch.ones(state_dim))
 
     @property
@@ -122,7 +125,7 @@ class LinearSDE(_ConstantSigma):
 
     def __init__(self, state_dim: int):
         super().__init__()
-        self.state_dim = _check_int("state_dim", state_dim, 1)
+        self.state_dim = check_int("state_dim", state_dim, minimum=1)
         self.register_buffer("A", torch.zeros(state_dim, state_dim))
         self.register_buffer("b", torch.zeros(state_dim))
         self.register_buffer("sigma_diag", torch.ones(state_dim))
@@ -163,7 +166,7 @@ class LinearSDE(_ConstantSigma):
 
 
 @register_model
-class DriftOnlyMLP(_MLPDriftMixin, _ConstantSigma):
+class DriftOnlyMLP(MLPDriftMixin, _ConstantSigma):
     """MLP drift (built exactly as :class:`~sde_utils.models.neural.NeuralSDE`'s ``drift_net``) and a
     constant diagonal sigma ``(d,)``.
 
@@ -186,11 +189,9 @@ class DriftOnlyMLP(_MLPDriftMixin, _ConstantSigma):
         time_scale: float = 1.0,
     ):
         super().__init__()
-        self.sigma_init = _check_float("sigma_init", sigma_init, minimum=0.0, strict=True)
-        if not isinstance(learn_sigma, bool):
-            raise TypeError(f"learn_sigma must be a bool, got {learn_sigma!r}")
-        self.learn_sigma = learn_sigma
-        self._build_drift(
+        self.sigma_init = check_positive("sigma_init", sigma_init)
+        self.learn_sigma = check_bool("learn_sigma", learn_sigma)
+        self.build_drift(
             state_dim, hidden, depth, activation, time_encoding, n_frequencies, time_scale
         )
         log_sigma = torch.full((state_dim,), math.log(self.sigma_init))
@@ -232,4 +233,11 @@ class DriftOnlyMLP(_MLPDriftMixin, _ConstantSigma):
         }
 
 
-__all__ = ["RandomWalk", "LinearSDE", "DriftOnlyMLP", "check_transitions", "SIGMA_MIN"]
+__all__ = [
+    "RandomWalk",
+    "LinearSDE",
+    "DriftOnlyMLP",
+    "check_transitions",
+    "transition_tensors",
+    "SIGMA_MIN",
+]

@@ -24,9 +24,14 @@ import torch
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
+from sde_utils.checks import check_bool, check_fraction, check_int, check_seed
 from sde_utils.io import atomic_write
 
-_FORMAT = "sde_utils.models.features.FeatureMap/1"
+# The file-format tag names the format, not the module: it is the tag of the files written
+# before the package moved to sde_utils/models/ (kept so saved fits still load); files
+# written between the move and this fix carry the second tag and load too.
+_FORMAT = "sde_utils.features.FeatureMap/1"
+_FORMATS_READ = (_FORMAT, "sde_utils.models.features.FeatureMap/1")
 
 
 def _as_float64(name: str, X, width: int | None = None) -> tuple[np.ndarray, object]:
@@ -76,17 +81,10 @@ class FeatureMap:
     """
 
     def __init__(self, pca_dim: int | None = 32, standardize: bool = True, seed: int = 0):
-        if pca_dim is not None:
-            if isinstance(pca_dim, bool) or not isinstance(pca_dim, (int, np.integer)):
-                raise TypeError(f"pca_dim must be an int or None, got {pca_dim!r}")
-            if pca_dim < 1:
-                raise ValueError(f"pca_dim must be >= 1 or None (no reduction), got {pca_dim}")
-            pca_dim = int(pca_dim)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"seed must be an int, got {seed!r}")
-        self.pca_dim = pca_dim
-        self.standardize = bool(standardize)
-        self.seed = int(seed)
+        # pca_dim=None (no reduction) or an int >= 1
+        self.pca_dim = None if pca_dim is None else check_int("pca_dim", pca_dim, minimum=1)
+        self.standardize = check_bool("standardize", standardize)
+        self.seed = check_seed(seed)
         self.mean_: np.ndarray | None = None
         self.scale_: np.ndarray | None = None
         self.pca_mean_: np.ndarray | None = None
@@ -162,9 +160,7 @@ class FeatureMap:
         cumulative = np.cumsum(self.full_explained_variance_ratio_)
         out = {}
         for f in fractions:
-            f = float(f)
-            if not 0.0 < f <= 1.0:
-                raise ValueError(f"fractions must lie in (0, 1], got {f}")
+            f = check_fraction("fractions", f, open_high=False)
             # tolerance: the cumulative sum of float64 ratios may end at 1 - 1e-16
             k = int(np.searchsorted(cumulative, f - 1e-12, side="left")) + 1
             out[f] = min(k, cumulative.size)
@@ -220,7 +216,7 @@ class FeatureMap:
         """Read a map written by :meth:`save`."""
         with np.load(Path(path), allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
-            if meta.get("format") != _FORMAT:
+            if meta.get("format") not in _FORMATS_READ:
                 raise ValueError(
                     f"{path} is not a saved FeatureMap (format {meta.get('format')!r})"
                 )

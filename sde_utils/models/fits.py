@@ -26,14 +26,16 @@ import numpy as np
 import torch
 
 from sde_utils import paths
-from sde_utils.checks import check_positive
+from sde_utils.checks import check_dt, check_int, check_positive, check_real, check_seed
 from sde_utils.config import params_hash, run_id
 from sde_utils.extraction.store import TrajectoryStore
 from sde_utils.io import to_jsonable
+from sde_utils.models.base import SDEModel
 from sde_utils.models.baselines import DriftOnlyMLP, LinearSDE, RandomWalk
 from sde_utils.models.features import FeatureMap
 from sde_utils.models.metrics import evaluate_model
-from sde_utils.models.neural import NeuralSDE, SDEModel, load_model, save_model
+from sde_utils.models.neural import NeuralSDE
+from sde_utils.models.serialize import load_model, save_model
 from sde_utils.models.train import History, fit
 
 MODEL_NAMES = ("neural_sde", "random_walk", "linear_ou", "drift_only")
@@ -62,16 +64,18 @@ def check_fit_params(store: TrajectoryStore, params: Mapping[str, Any]) -> None:
     """Every bad parameter is an error here, before features are fitted or a net trained."""
     pca_dim = params["pca_dim"]
     if pca_dim is not None:
-        if isinstance(pca_dim, bool) or not isinstance(pca_dim, int) or pca_dim < 1:
-            raise ValueError(f"pca_dim must be a positive int or None, got {pca_dim!r}")
+        check_int("pca_dim", pca_dim, minimum=1)
         if pca_dim > store.dim:
             raise ValueError(f"pca_dim={pca_dim} is larger than the state dimension {store.dim}")
-    check_positive("dt", params["dt"])
-    check_positive("lam", params["lam"], allow_zero=True)
-    for name in ("hidden", "depth", "epochs", "batch_size"):
-        value = params[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    check_dt(params["dt"])
+    check_real("lam", params["lam"], minimum=0.0)
+    for name in ("hidden", "depth", "epochs", "batch_size", "n_paths"):
+        check_int(name, params[name], minimum=1)
+    check_positive("lr", params["lr"])
+    check_real("weight_decay", params["weight_decay"], minimum=0.0)
+    if params["patience"] is not None:
+        check_int("patience", params["patience"], minimum=1)
+    check_seed(params["seed"])
     # the network's own checks (activation, time encoding, sigma floor) on a throwaway copy
     NeuralSDE(
         2,

@@ -1,4 +1,4 @@
-"""Held-out metrics for any :class:`~sde_utils.models.neural.SDEModel`.
+"""Held-out metrics for any :class:`~sde_utils.models.base.SDEModel`.
 
 One-step metrics read transitions ``x0 (N, d)``, ``t0 (N,)`` (or a scalar), ``x1 (N, d)``
 and the token step ``dt`` through the Euler–Maruyama transition of the model,
@@ -11,7 +11,7 @@ each horizon with the energy distance and the RBF-kernel MMD. :func:`evaluate_mo
 bundles everything into one flat JSON-able dict per model (a row of the model table).
 
 The model is evaluated under ``torch.no_grad`` in chunks of ``batch_size`` rows, in its own
-dtype and on its own device (:func:`~sde_utils.models.simulate.model_dtype_device`); sums,
+dtype and on its own device (:func:`~sde_utils.models.base.model_dtype_device`); sums,
 residuals and distances are computed in float64.
 """
 
@@ -24,18 +24,19 @@ import numpy as np
 import torch
 from scipy.stats import norm
 
-from sde_utils.checks import check_positive
-from sde_utils.models.neural import SDEModel
-from sde_utils.models.simulate import model_dtype_device, simulate
+from sde_utils.checks import check_dt, check_fraction, check_int, check_positive
+from sde_utils.models.base import SDEModel, model_dtype_device
+from sde_utils.models.simulate import simulate
 
 _LOG_2PI = math.log(2.0 * math.pi)
+BATCH_SIZE = 8192  # rows of one model evaluation in the one-step metrics
 
 
 # ---------------------------------------------------------------------------------------
 # one-step metrics
 # ---------------------------------------------------------------------------------------
-def _transitions(model, x0, t0, x1, dt):
-    check_positive("dt", dt)
+def _transitions(model, x0, t0, x1):
+    """``x0, t0, x1`` on the model's dtype and device, shapes checked; ``t0`` may be a scalar."""
     x0 = torch.as_tensor(x0)
     dtype, device = model_dtype_device(model, x0)
     x0 = x0.to(dtype=dtype, device=device)
@@ -50,14 +51,20 @@ def _transitions(model, x0, t0, x1, dt):
         t0 = t0.expand(x0.shape[0])
     if tuple(t0.shape) != (x0.shape[0],):
         raise ValueError(f"t0 must be a scalar or ({x0.shape[0]},), got {tuple(t0.shape)}")
-    return x0, t0, x1, float(dt)
+    return x0, t0, x1
+
+
+def _checked(model, x0, t0, x1, dt, batch_size) -> tuple:
+    """The one-step metrics' arguments, checked once: ``(x0, t0, x1)`` prepared by
+    :func:`_transitions`, ``dt`` and ``batch_size``."""
+    dt = check_dt(dt)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    return (*_transitions(model, x0, t0, x1), dt, batch_size)
 
 
 def _step_chunks(model, x0, t0, x1, dt, batch_size):
-    """Yield float64 ``(r, s)`` per chunk: ``r = x1 - x0 - mu dt`` and ``s = sigma sqrt(dt)``."""
-    x0, t0, x1, dt = _transitions(model, x0, t0, x1, dt)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    """Yield float64 ``(r, s)`` per chunk: ``r = x1 - x0 - mu dt`` and ``s = sigma sqrt(dt)``
+    (prepared, checked arguments)."""
     with torch.no_grad():
         for s in range(0, x0.shape[0], batch_size):
             xa, ta, xb = x0[s : s + batch_size], t0[s : s + batch_size], x1[s : s + batch_size]
@@ -66,12 +73,16 @@ def _step_chunks(model, x0, t0, x1, dt, batch_size):
             yield (xb.double() - xa.double()) - pred, scale
 
 
-def one_step_nll(model: SDEModel, x0, t0, x1, dt: float, *, batch_size: int = 8192) -> float:
+def one_step_nll(model: SDEModel, x0, t0, x1, dt: float, *, batch_size: int = BATCH_SIZE) -> float:
     """Mean Gaussian negative log-likelihood per coordinate of the Euler–Maruyama step.
 
     ``mean over n, i of 0.5 log(2 pi) + log(s_ni) + 0.5 (r_ni / s_ni)^2`` with
     ``r = x1 - x0 - mu dt`` and ``s = sigma sqrt(dt)`` (nats; includes ``0.5 log 2 pi``).
     """
+    return _nll(model, *_checked(model, x0, t0, x1, dt, batch_size))
+
+
+def _nll(model, x0, t0, x1, dt, batch_size) -> float:
     total, count = 0.0, 0
     for r, s in _step_chunks(model, x0, t0, x1, dt, batch_size):
         total += float((0.5 * _LOG_2PI + s.log() + 0.5 * (r / s) ** 2).sum())
@@ -79,7 +90,7 @@ def one_step_nll(model: SDEModel, x0, t0, x1, dt: float, *, batch_size: int = 81
     return total / count
 
 
-def drift_mse_r2(model: SDEModel, x0, t0, x1, dt: float, *, batch_size: int = 8192) -> dict:
+def drift_mse_r2(model: SDEModel, x0, t0, x1, dt: float, *, batch_size: int = BATCH_SIZE) -> dict:
     """Drift error on increments: ``{"mse", "r2"}``.
 
     ``mse``: mean over coordinates of ``(x1 - (x0 + mu dt))^2``.
@@ -89,10 +100,16 @@ def drift_mse_r2(model: SDEModel, x0, t0, x1, dt: float, *, batch_size: int = 81
     on pure noise gives ``-||mean D||^2 N / SS_tot``, about 0; it is negative for drifts
     worse than predicting the mean increment.
     """
+    return _drift_mse_r2(model, x0, x1, *_checked(model, x0, t0, x1, dt, batch_size))
+
+
+def _drift_mse_r2(model, x0_raw, x1_raw, x0, t0, x1, dt, batch_size) -> dict:
+    """``x0_raw, x1_raw``: the caller's arrays (the increments' variance is taken on them,
+    in float64, not on their cast to the model's dtype); the rest prepared and checked."""
     ss_res = 0.0
     for r, _ in _step_chunks(model, x0, t0, x1, dt, batch_size):
         ss_res += float((r**2).sum())
-    inc = torch.as_tensor(x1).double().cpu() - torch.as_tensor(x0).double().cpu()
+    inc = torch.as_tensor(x1_raw).double().cpu() - torch.as_tensor(x0_raw).double().cpu()
     ss_tot = float(((inc - inc.mean(0)) ** 2).sum())
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
     return {"mse": ss_res / inc.numel(), "r2": r2}
@@ -106,7 +123,7 @@ def interval_coverage(
     dt: float,
     levels: Iterable[float] = (0.5, 0.9),
     *,
-    batch_size: int = 8192,
+    batch_size: int = BATCH_SIZE,
 ) -> dict:
     """``{level: coverage}``: share of coordinates ``x1_i`` inside the central Gaussian interval.
 
@@ -114,10 +131,15 @@ def interval_coverage(
     ``z = Phi^-1((1 + c) / 2)``, per dimension; coverage is averaged over all ``N * d``
     coordinates. A calibrated model gives coverage ~ ``c``.
     """
-    levels = [float(c) for c in levels]
-    for c in levels:
-        if not 0.0 < c < 1.0:
-            raise ValueError(f"levels must lie in (0, 1), got {c}")
+    levels = _check_levels(levels)
+    return _coverage(model, *_checked(model, x0, t0, x1, dt, batch_size), levels)
+
+
+def _check_levels(levels: Iterable[float]) -> list[float]:
+    return [check_fraction("levels", c) for c in levels]
+
+
+def _coverage(model, x0, t0, x1, dt, batch_size, levels: list[float]) -> dict:
     z = {c: float(norm.ppf(0.5 + 0.5 * c)) for c in levels}
     hits = dict.fromkeys(levels, 0)
     count = 0
@@ -146,8 +168,6 @@ def _pair_sum(a: torch.Tensor, b: torch.Tensor, fn, chunk_size: int, same: bool 
 
     With ``same`` (``b is a``) the diagonal distances are set to exactly 0 first.
     """
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
     total = 0.0
     for s in range(0, a.shape[0], chunk_size):
         dist = torch.cdist(a[s : s + chunk_size], b)
@@ -184,6 +204,7 @@ def energy_distance(a, b, *, unbiased: bool = True, chunk_size: int = 2048) -> f
     This is Székely's energy distance itself (zero iff X and Y have the same law), not
     its square root. Exact over all pairs, float64.
     """
+    chunk_size = check_int("chunk_size", chunk_size, minimum=1)
     a, b = _as_sample("a", a), _as_sample("b", b)
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"a and b must have the same width, got {a.shape[1]} and {b.shape[1]}")
@@ -210,6 +231,7 @@ def mmd_rbf(a, b, bandwidth: float | str = "median", *, chunk_size: int = 2048) 
     ``bandwidth``: ``h`` (> 0) or ``"median"`` (:func:`median_bandwidth` of the pooled
     sample).
     """
+    chunk_size = check_int("chunk_size", chunk_size, minimum=1)
     a, b = _as_sample("a", a), _as_sample("b", b)
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"a and b must have the same width, got {a.shape[1]} and {b.shape[1]}")
@@ -218,7 +240,7 @@ def mmd_rbf(a, b, bandwidth: float | str = "median", *, chunk_size: int = 2048) 
     elif isinstance(bandwidth, str):
         raise ValueError(f"bandwidth must be a positive number or 'median', got {bandwidth!r}")
     else:
-        h = float(check_positive("bandwidth", bandwidth))
+        h = check_positive("bandwidth", bandwidth)
     gamma = 1.0 / (2.0 * h * h)
 
     def kernel(dist):
@@ -329,15 +351,23 @@ def evaluate_model(
     ``n_h<k>`` (``None`` where too few trajectories reach ``k``).
     """
     x0, t0, x1 = _split(split_transitions)
+    levels = _check_levels(levels)
+    checked = _checked(model, x0, t0, x1, dt, BATCH_SIZE)  # (x0, t0, x1, dt, batch_size)
     row = {"n_transitions": int(torch.as_tensor(x0).shape[0])}
-    row["nll"] = one_step_nll(model, x0, t0, x1, dt)
-    drift = drift_mse_r2(model, x0, t0, x1, dt)
+    row["nll"] = _nll(model, *checked)
+    drift = _drift_mse_r2(model, x0, x1, *checked)
     row["drift_mse"], row["drift_r2"] = drift["mse"], drift["r2"]
-    for c, cov in interval_coverage(model, x0, t0, x1, dt, levels).items():
+    for c, cov in _coverage(model, *checked, levels).items():
         row[f"coverage_{c:g}"] = cov
     if trajectories is not None:
         dist = multistep_distances(
-            model, trajectories, horizons=horizons, n_paths=n_paths, dt=dt, seed=seed, mmd=mmd
+            model,
+            trajectories,
+            horizons=horizons,
+            n_paths=n_paths,
+            dt=checked[3],
+            seed=seed,
+            mmd=mmd,
         )
         for k, v in dist.items():
             row[f"energy_h{k}"] = v["energy"]

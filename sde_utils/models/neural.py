@@ -1,33 +1,24 @@
-"""SDE models in torchsde's interface (Itô, diagonal noise).
+"""The paper's neural SDE (§2.2) and its building blocks.
 
-Every model of this project (the neural SDE and each baseline) subclasses
-:class:`SDEModel`, so training, simulation, metrics and the theory checks run on any
-of them. Conventions:
-
-- states ``x``: ``(batch, d)``; times ``t``: ``(batch,)`` (one time per row) for
-  :meth:`drift` / :meth:`diffusion`, a scalar tensor for torchsde's :meth:`f` / :meth:`g`;
-- ``diffusion`` returns the diagonal of sigma, ``(batch, d)``, strictly positive;
-- one Euler–Maruyama step: ``x + drift * dt + diffusion * sqrt(dt) * N(0, I)``.
-
-:class:`NeuralSDE` is the paper's model (§2.2): a drift MLP and a diffusion MLP, both on
-``[x, time_features(t)]``, the diffusion through ``softplus`` plus a floor.
-:func:`save_model` / :func:`load_model` store any registered model (class name, ``config()``
-and ``state_dict``) so a fit can be reloaded without knowing its class.
+:class:`NeuralSDE` is a drift MLP and a diffusion MLP, both on ``[x, time_features(t)]``,
+the diffusion through ``softplus`` plus a floor; it implements
+:class:`~sde_utils.models.base.SDEModel` (Itô, diagonal noise; states ``(batch, d)``,
+times ``(batch,)``), where the conventions are stated. :class:`MLPDriftMixin` builds the
+drift MLP it shares with :class:`~sde_utils.models.baselines.DriftOnlyMLP`;
+:class:`TimeFeatures` encodes times. Saving and loading: :mod:`sde_utils.models.serialize`.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from sde_utils.io import atomic_write
+from sde_utils.checks import check_choice, check_int, check_positive
+from sde_utils.models.base import SDEModel, register_model
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
@@ -38,68 +29,6 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 TIME_ENCODINGS = ("none", "linear", "sinusoidal")
 SINUSOIDAL_BASE = 10_000.0  # frequencies base**(-j / n_frequencies), as in transformer encodings
 OUTPUT_INIT_SCALE = 1e-2  # output layers start this small: drift ~ 0, sigma ~ sigma_init
-
-
-class SDEModel(nn.Module):
-    """Base class: subclasses implement ``drift(x, t)`` and ``diffusion(x, t)``."""
-
-    noise_type = "diagonal"
-    sde_type = "ito"
-
-    def drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # (B, d), (B,) -> (B, d)
-        raise NotImplementedError
-
-    def diffusion(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # (B, d), (B,) -> (B, d)
-        raise NotImplementedError
-
-    def drift_diffusion(
-        self, x: torch.Tensor, t: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(drift(x, t), diffusion(x, t))``; subclasses may share work between the two."""
-        return self.drift(x, t), self.diffusion(x, t)
-
-    # torchsde's interface: scalar t, y (batch, d)
-    def f(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.drift(y, _broadcast_time(t, y))
-
-    def g(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.diffusion(y, _broadcast_time(t, y))
-
-
-def _broadcast_time(t: torch.Tensor | float, y: torch.Tensor) -> torch.Tensor:
-    t = torch.as_tensor(t, dtype=y.dtype, device=y.device)
-    return t.reshape(-1).expand(y.shape[0]) if t.numel() == 1 else t.reshape(y.shape[0])
-
-
-# ----------------------------------------------------------------------------- validation
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            f"{name} must be an int >= {minimum}, got {value!r} ({type(value).__name__})"
-        )
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
-def _check_float(name: str, value: Any, *, minimum: float, strict: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
-    value = float(value)
-    bad = value <= minimum if strict else value < minimum
-    if not math.isfinite(value) or bad:
-        bound = f"> {minimum}" if strict else f">= {minimum}"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return value
-
-
-def _check_choice(name: str, value: Any, allowed: Any) -> str:
-    allowed = list(allowed)
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not allowed; choose one of {allowed}")
-    return value
 
 
 def inverse_softplus(y: float) -> float:
@@ -124,9 +53,9 @@ class TimeFeatures(nn.Module):
 
     def __init__(self, encoding: str, n_frequencies: int = 4, time_scale: float = 1.0):
         super().__init__()
-        self.encoding = _check_choice("time_encoding", encoding, TIME_ENCODINGS)
-        self.n_frequencies = _check_int("n_frequencies", n_frequencies, 1)
-        self.time_scale = _check_float("time_scale", time_scale, minimum=0.0, strict=True)
+        self.encoding = check_choice("time_encoding", encoding, TIME_ENCODINGS)
+        self.n_frequencies = check_int("n_frequencies", n_frequencies, minimum=1)
+        self.time_scale = check_positive("time_scale", time_scale)
         self.n_features = {"none": 0, "linear": 1, "sinusoidal": 2 * n_frequencies}[encoding]
         exponents = torch.arange(n_frequencies, dtype=torch.float64) / n_frequencies
         self.register_buffer("frequencies", SINUSOIDAL_BASE ** (-exponents), persistent=False)
@@ -160,10 +89,14 @@ def _init_output(layer: nn.Linear, bias: float) -> None:
     layer.bias.fill_(bias)
 
 
-class _MLPDriftMixin:
-    """Shared validation and the drift MLP of :class:`NeuralSDE` and ``DriftOnlyMLP``."""
+class MLPDriftMixin:
+    """The drift MLP of :class:`NeuralSDE` and ``DriftOnlyMLP``, with its argument checks.
 
-    def _build_drift(
+    A subclass calls :meth:`build_drift` in its constructor; then ``drift_net`` maps
+    ``net_input(x, t)`` ``(B, state_dim + n_time_features)`` to ``(B, state_dim)``.
+    """
+
+    def build_drift(
         self,
         state_dim: int,
         hidden: int,
@@ -173,17 +106,23 @@ class _MLPDriftMixin:
         n_frequencies: int,
         time_scale: float,
     ) -> None:
-        self.state_dim = _check_int("state_dim", state_dim, 1)
-        self.hidden = _check_int("hidden (width)", hidden, 1)
-        self.depth = _check_int("depth", depth, 1)
-        self.activation = _check_choice("activation", activation, ACTIVATIONS)
-        self.time_encoding = time_encoding
-        self.n_frequencies = n_frequencies
-        self.time_scale = float(time_scale)
-        self._time = TimeFeatures(time_encoding, n_frequencies, time_scale)
+        """Check the architecture arguments (once, for the public constructors) and build
+        ``drift_net`` (output layer scaled by ``OUTPUT_INIT_SCALE``, bias 0)."""
+        self.state_dim = check_int("state_dim", state_dim, minimum=1)
+        self.hidden = check_int("hidden (width)", hidden, minimum=1)
+        self.depth = check_int("depth", depth, minimum=1)
+        self.activation = check_choice("activation", activation, ACTIVATIONS)
+        self._time = TimeFeatures(time_encoding, n_frequencies, time_scale)  # checks all three
+        self.time_encoding = self._time.encoding
+        self.n_frequencies = self._time.n_frequencies
+        self.time_scale = self._time.time_scale
         self.n_time_features = self._time.n_features
         self.drift_net = make_mlp(
-            state_dim + self.n_time_features, hidden, depth, state_dim, activation
+            self.state_dim + self.n_time_features,
+            self.hidden,
+            self.depth,
+            self.state_dim,
+            self.activation,
         )
         _init_output(self.drift_net[-1], 0.0)
 
@@ -198,17 +137,9 @@ class _MLPDriftMixin:
 
 # ----------------------------------------------------------------------------- the neural SDE
 
-_REGISTRY: dict[str, type[SDEModel]] = {}
-
-
-def register_model(cls: type[SDEModel]) -> type[SDEModel]:
-    """Class decorator: make ``cls`` loadable by :func:`load_model` (by class name)."""
-    _REGISTRY[cls.__name__] = cls
-    return cls
-
 
 @register_model
-class NeuralSDE(_MLPDriftMixin, SDEModel):
+class NeuralSDE(MLPDriftMixin, SDEModel):
     """``dX = mu(X, t) dt + sigma(X, t) dW`` with MLP drift and diagonal MLP diffusion.
 
     ``drift(x, t) = drift_net([x, time_features(t)])`` and
@@ -248,17 +179,21 @@ class NeuralSDE(_MLPDriftMixin, SDEModel):
         time_scale: float = 1.0,
     ):
         super().__init__()
-        self.sigma_floor = _check_float("sigma_floor", sigma_floor, minimum=0.0, strict=False)
-        self.sigma_init = _check_float("sigma_init", sigma_init, minimum=0.0, strict=True)
+        self.sigma_floor = check_positive("sigma_floor", sigma_floor, allow_zero=True)
+        self.sigma_init = check_positive("sigma_init", sigma_init)
         if self.sigma_init <= self.sigma_floor:
             raise ValueError(
                 f"sigma_init must be > sigma_floor={self.sigma_floor!r}, got {sigma_init!r}"
             )
-        self._build_drift(
+        self.build_drift(
             state_dim, hidden, depth, activation, time_encoding, n_frequencies, time_scale
         )
         self.diffusion_net = make_mlp(
-            state_dim + self.n_time_features, hidden, depth, state_dim, activation
+            self.state_dim + self.n_time_features,
+            self.hidden,
+            self.depth,
+            self.state_dim,
+            self.activation,
         )
         _init_output(self.diffusion_net[-1], inverse_softplus(self.sigma_init - self.sigma_floor))
 
@@ -289,63 +224,12 @@ class NeuralSDE(_MLPDriftMixin, SDEModel):
         }
 
 
-# ----------------------------------------------------------------------------- save / load
-
-
-def save_model(model: SDEModel, path: str | os.PathLike) -> Path:
-    """Write ``{"class", "config", "state_dict"}`` of ``model`` to ``path`` (atomically).
-
-    ``model`` must be a registered class (``NeuralSDE`` or a baseline) with ``config()``.
-    Returns the path.
-    """
-    name = type(model).__name__
-    if _REGISTRY.get(name) is not type(model) or not hasattr(model, "config"):
-        raise TypeError(
-            f"save_model needs a registered SDEModel with config(), got {name}; "
-            f"registered: {sorted(_REGISTRY)}"
-        )
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    path = Path(path)
-    saved = {"format": 1, "class": name, "config": model.config(), "state_dict": state}
-    atomic_write(path, lambda fh: torch.save(saved, fh))
-    return path
-
-
-def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SDEModel:
-    """Rebuild a model written by :func:`save_model` (class from the registry, same dtype)."""
-    from sde_utils.models import baselines  # noqa: F401  (registers the baseline classes)
-
-    blob = torch.load(Path(path), map_location=map_location, weights_only=True)
-    name = blob.get("class") if isinstance(blob, dict) else None
-    if name not in _REGISTRY:
-        raise ValueError(
-            f"{path}: model class {name!r} is not registered; known: {sorted(_REGISTRY)}"
-        )
-    model = _REGISTRY[name](**blob["config"])
-    floats = [v.dtype for v in blob["state_dict"].values() if v.is_floating_point()]
-    if floats:
-        model = model.to(dtype=floats[0])
-    model.load_state_dict(blob["state_dict"])
-    return model.to(map_location)
-
-
-def registered_models() -> dict[str, Callable[..., SDEModel]]:
-    """Class name -> class of every model :func:`load_model` can rebuild."""
-    from sde_utils.models import baselines  # noqa: F401
-
-    return dict(_REGISTRY)
-
-
 __all__ = [
-    "SDEModel",
     "NeuralSDE",
+    "MLPDriftMixin",
     "TimeFeatures",
     "ACTIVATIONS",
     "TIME_ENCODINGS",
     "make_mlp",
     "inverse_softplus",
-    "register_model",
-    "registered_models",
-    "save_model",
-    "load_model",
 ]

@@ -39,16 +39,14 @@ same paths on the same device and dtype (CPU and CUDA generators differ).
 
 from __future__ import annotations
 
-import itertools
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torchsde
 
-from sde_utils.checks import check_choice, check_positive
-from sde_utils.models.neural import SDEModel
+from sde_utils.checks import check_choice, check_dt, check_int, check_real, check_seed
+from sde_utils.models.base import SDEModel, model_dtype_device
 
 METHODS = ("euler", "milstein", "srk")
 
@@ -65,11 +63,12 @@ def time_grid(n_steps: int, dt: float, t0: float = 0.0) -> torch.Tensor:
     step of length ~1e-16 before each output time). Lives on the CPU: the solver's scalar
     time arithmetic then never synchronises a GPU.
     """
-    n_steps = _check_n_steps(n_steps)
-    dt = _check_dt(dt)
-    t0 = float(t0)
-    if not math.isfinite(t0):
-        raise ValueError(f"t0 must be finite, got {t0!r}")
+    n_steps = check_int("n_steps", n_steps, minimum=1)
+    return _time_grid(n_steps, check_dt(dt), check_real("t0", t0))
+
+
+def _time_grid(n_steps: int, dt: float, t0: float) -> torch.Tensor:
+    """:func:`time_grid` for checked arguments."""
     times = [t0]
     for _ in range(n_steps):
         times.append(times[-1] + dt)
@@ -86,7 +85,7 @@ def _draw(
     n_fields: int,
 ) -> list[torch.Tensor]:
     generator = torch.Generator(device=device)
-    generator.manual_seed(_check_seed(seed))
+    generator.manual_seed(seed)
     shape = (n_steps, batch, dim)
     return [
         torch.randn(shape, generator=generator, dtype=dtype, device=device) for _ in range(n_fields)
@@ -108,10 +107,10 @@ def brownian_noise(
     ``dtype``/``device`` are the simulation's (the model's; other dtypes or devices give
     other numbers): ``dW_k = sqrt(dt) * eps[k]``, batch rows start-major.
     """
-    n_steps = _check_n_steps(n_steps)
-    for name, value in (("batch", batch), ("dim", dim)):
-        _check_count(name, value)
-    return _draw(n_steps, batch, dim, seed, dtype, device, 1)[0]
+    n_steps = check_int("n_steps", n_steps, minimum=1)
+    batch = check_int("batch", batch, minimum=1)
+    dim = check_int("dim", dim, minimum=1)
+    return _draw(n_steps, batch, dim, check_seed(seed), dtype, device, 1)[0]
 
 
 class GridBrownian(torchsde.BaseBrownian):
@@ -227,48 +226,23 @@ class GridBrownian(torchsde.BaseBrownian):
 
 
 # ---------------------------------------------------------------------------------------
-# validation helpers
+# inputs
 # ---------------------------------------------------------------------------------------
-def _check_count(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
-def _check_n_steps(n_steps) -> int:
-    return _check_count("n_steps", n_steps)
-
-
-def _check_dt(dt) -> float:
-    check_positive("dt", dt)
-    if not math.isfinite(dt):
-        raise ValueError(f"dt must be finite, got {dt!r}")
-    return float(dt)
-
-
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int, got {seed!r} ({type(seed).__name__})")
-    if not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be in [0, 2**63), got {seed}")
-    return int(seed)
-
-
-def model_dtype_device(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.dtype, torch.device]:
-    """The dtype and device inputs are cast to: the model's first floating parameter (or
-    buffer), else ``x``'s own (float64 when ``x`` is not floating)."""
-    for p in itertools.chain(model.parameters(), model.buffers()):
-        if p.is_floating_point():
-            return p.dtype, p.device
-    return (x.dtype if x.is_floating_point() else torch.float64), x.device
+def _check_run(n_steps, dt, t0, n_paths, seed) -> tuple[int, float, float, int, int]:
+    """The arguments every solver shares, checked once on the way in."""
+    return (
+        check_int("n_steps", n_steps, minimum=1),
+        check_dt(dt),
+        check_real("t0", t0),
+        check_int("n_paths", n_paths, minimum=1),
+        check_seed(seed),
+    )
 
 
 def _prepare_starts(model: SDEModel, x0, n_paths: int) -> tuple[torch.Tensor, bool]:
     """``x0 (d,)`` or ``(B, d)`` -> ``(B * n_paths, d)`` start-major, and whether it was 1-D.
 
-    x0 is converted to :func:`model_dtype_device`.
+    x0 is converted to :func:`~sde_utils.models.base.model_dtype_device`.
     """
     x0 = torch.as_tensor(x0)
     dtype, device = model_dtype_device(model, x0)
@@ -338,7 +312,7 @@ def simulate(
     Args:
         model: an :class:`~sde_utils.models.neural.SDEModel` (its ``f``/``g`` are torchsde's interface).
         x0: ``(d,)`` or ``(B, d)`` starting states at time ``t0`` (cast to the dtype and device
-            of the model's parameters, see :func:`model_dtype_device`).
+            of the model's parameters, see :func:`~sde_utils.models.base.model_dtype_device`).
         n_steps: number of steps (>= 1); dt: the token step (> 0), also the solver step.
         n_paths: independent paths per start.
         method: ``"euler"`` (Euler–Maruyama), ``"milstein"`` (Itô Milstein; the derivative
@@ -356,14 +330,11 @@ def simulate(
         ``(n_steps + 1, n_paths, d)`` for 1-D ``x0``, else ``(n_steps + 1, B, n_paths, d)``;
         index 0 is ``x0``.
     """
-    n_steps = _check_n_steps(n_steps)
-    dt = _check_dt(dt)
-    n_paths = _check_count("n_paths", n_paths)
+    n_steps, dt, t0, n_paths, seed = _check_run(n_steps, dt, t0, n_paths, seed)
     check_choice("method", method, METHODS)
-    seed = _check_seed(seed)
     if bm is not None and noise is not None:
         raise ValueError("pass either bm or noise, not both (bm already defines the noise)")
-    ts = time_grid(n_steps, dt, t0)
+    ts = _time_grid(n_steps, dt, t0)
     with torch.no_grad():
         y0, single = _prepare_starts(model, x0, n_paths)
         _check_diagonal(model, y0, float(ts[0]))
@@ -400,11 +371,8 @@ def euler_maruyama(
     is given, start-major rows) and output layout as :func:`simulate`; evaluates the model
     through ``model.f``/``model.g`` at the grid times of :func:`time_grid`.
     """
-    n_steps = _check_n_steps(n_steps)
-    dt = _check_dt(dt)
-    n_paths = _check_count("n_paths", n_paths)
-    seed = _check_seed(seed)
-    ts = time_grid(n_steps, dt, t0)
+    n_steps, dt, t0, n_paths, seed = _check_run(n_steps, dt, t0, n_paths, seed)
+    ts = _time_grid(n_steps, dt, t0)
     with torch.no_grad():
         y, single = _prepare_starts(model, x0, n_paths)
         if noise is None:
@@ -427,9 +395,8 @@ def drift_path(model: SDEModel, x0, n_steps: int, dt: float = 1.0, t0: float = 0
 
     Returns ``(n_steps + 1, d)`` for ``x0: (d,)``, ``(n_steps + 1, B, d)`` for ``(B, d)``.
     """
-    n_steps = _check_n_steps(n_steps)
-    dt = _check_dt(dt)
-    ts = time_grid(n_steps, dt, t0)
+    n_steps = check_int("n_steps", n_steps, minimum=1)
+    ts = _time_grid(n_steps, check_dt(dt), check_real("t0", t0))
     steps = ts.diff()
     with torch.no_grad():
         y, single = _prepare_starts(model, x0, 1)
@@ -447,7 +414,6 @@ __all__ = [
     "brownian_noise",
     "drift_path",
     "euler_maruyama",
-    "model_dtype_device",
     "simulate",
     "time_grid",
 ]

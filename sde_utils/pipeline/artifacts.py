@@ -50,7 +50,7 @@ def get_latest(role: str) -> Path:
         producer = role.split("/")[-1]
         raise FileNotFoundError(
             f"no output registered for {role!r} in {_registry()}: run notebook {producer} "
-            f"first (e.g. python -m sde_utils.pipeline.run --profile quick --only {producer}); "
+            f"first in this output root (e.g. python -m sde_utils --profile quick --only {producer}); "
             f"registered: {sorted(entries)}"
         )
     folder = paths.PROCESSED_DIR / entries[role]

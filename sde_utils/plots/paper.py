@@ -1,13 +1,13 @@
-"""Figures 2-7 of the paper (one function per figure) and their token labels.
+"""Figures 2-6 of the paper (one function per figure); figure 7 is in
+:mod:`sde_utils.plots.app_b`, token labels in :mod:`sde_utils.plots.labels`.
 
-Notebook 07 loads artefacts, computes the numbers with :mod:`sde_utils.analysis.paper_figures`
-and calls these.
+Notebook 07 loads artefacts, computes the numbers with
+:mod:`sde_utils.analysis.paper_figures` and :mod:`sde_utils.analysis.paper_findings` and
+calls these; each returns a Figure for ``sde_utils.plots.show``.
 """
 
 from __future__ import annotations
 
-import functools
-import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -15,148 +15,19 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import colors as mcolors
 from matplotlib import ticker as mticker
-from matplotlib import transforms as mtransforms
 
+from sde_utils.plots.labels import (
+    check_coords,
+    checked_states,
+    padded_limits,
+    pc_labels,
+    place_labels,
+    token_labels,
+)
 from sde_utils.plots.style import ACTUAL, PREDICTED
 
 if TYPE_CHECKING:
-    from sde_utils.analysis.paper_figures import AnswerProcess, DriftField
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def token_labels(tokens: Sequence[str], *, max_chars: int = 14) -> list[str]:
-    """Raw byte-level BPE tokens as short plot labels.
-
-    :func:`~sde_utils.extraction.llm.display_token` turns ``Ġ`` into a space (and ``Ċ`` into a
-    newline); newlines then show as ``↵``, tabs as ``⇥``; surrounding spaces are stripped
-    (a token of spaces only shows as ``␣``); control characters and characters the default
-    font cannot draw show as ``U+XXXX``; a label longer than ``max_chars`` is cut with
-    ``…``; ``$`` is escaped so matplotlib does not read it as math.
-    """
-    from sde_utils.extraction.llm import display_token
-
-    if isinstance(tokens, str):
-        raise TypeError("tokens must be a sequence of token strings, got a single string")
-    out = []
-    glyphs = _font_charmap()
-    for tok in tokens:
-        text = display_token(str(tok)).replace("\n", "↵").replace("\t", "⇥").replace("\r", "")
-        text = text.strip() or "␣"
-        text = "".join(  # control characters and glyphs the font lacks as code points
-            ch if ord(ch) in glyphs and unicodedata.category(ch) != "Cc" else f"U+{ord(ch):04X}"
-            for ch in text
-        )
-        if len(text) > max_chars:
-            text = text[: max_chars - 1] + "…"
-        out.append(text.replace("$", r"\$"))
-    return out
-
-
-@functools.cache
-def _font_charmap() -> frozenset[int]:
-    """Code points the default matplotlib font can draw."""
-    from matplotlib.font_manager import FontProperties, findfont, get_font
-
-    return frozenset(get_font(findfont(FontProperties())).get_charmap())
-
-
-def _states(name: str, x, *, ndim: int = 2, min_len: int = 1) -> np.ndarray:
-    arr = np.asarray(x, dtype=np.float64)
-    if arr.ndim != ndim or arr.shape[0] < min_len or arr.shape[-1] < 1:
-        shape = "(L, d)" if ndim == 2 else "(T, n_paths, d)"
-        raise ValueError(f"{name} must have shape {shape} with L >= {min_len}, got {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or inf")
-    return arr
-
-
-def _check_coords(coords, *arrays: np.ndarray) -> tuple[int, int]:
-    d = min(a.shape[-1] for a in arrays)
-    coords = tuple(coords)
-    if (
-        len(coords) != 2
-        or any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) for c in coords)
-        or coords[0] == coords[1]
-        or not all(0 <= c < d for c in coords)
-    ):
-        raise ValueError(f"coords must be two different coordinates in 0..{d - 1}, got {coords}")
-    return int(coords[0]), int(coords[1])
-
-
-def _pc_labels(ax: plt.Axes, i: int, j: int) -> None:
-    ax.set_xlabel(f"PC{i + 1}")
-    ax.set_ylabel(f"PC{j + 1}")
-
-
-def _limits(points: np.ndarray, pad: float = 0.06) -> tuple[tuple[float, float], ...]:
-    lo, hi = points.min(axis=0), points.max(axis=0)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    return (lo[0] - pad * span[0], hi[0] + pad * span[0]), (
-        lo[1] - pad * span[1],
-        hi[1] + pad * span[1],
-    )
-
-
-_NEAR = [(5, 5), (5, -11), (-5, 5), (-5, -11), (8, -3), (-8, -3), (0, 9), (0, -15)]
-_FAR = [(16, 14), (16, -20), (-16, 14), (-16, -20), (22, -3), (-22, -3), (0, 22), (0, -28)]
-
-
-def _place_labels(ax: plt.Axes, xy: np.ndarray, labels: Sequence[str], **text_kw) -> list:
-    """Annotate ``xy[i]`` with ``labels[i]`` where it overlaps the fewest labels and points.
-
-    Tries eight offsets next to the point, then eight further away (joined to the point by
-    a hairline); earlier labels and the points themselves are obstacles. Axis limits and
-    the figure layout must be final (placement is in display coordinates).
-    """
-    fig = ax.figure
-    renderer = fig.canvas.get_renderer()
-    labels_placed = list(getattr(ax, "_sde_label_boxes", []))
-    r = 3.0 * fig.dpi / 72  # a marker's half width in pixels
-    markers = [
-        mtransforms.Bbox([[px - r, py - r], [px + r, py + r]])
-        for px, py in ax.transData.transform(np.asarray(xy, dtype=float))
-    ]
-
-    def area(a, b) -> float:
-        return max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0)) * max(
-            0.0, min(a.y1, b.y1) - max(a.y0, b.y0)
-        )
-
-    texts = []
-    for (x, y), label in zip(xy, labels, strict=True):
-        best, best_overlap = None, None
-        for dx, dy in _NEAR + _FAR:
-            far = (dx, dy) in _FAR
-            ha = "left" if dx > 0 else "right" if dx < 0 else "center"
-            text = ax.annotate(
-                label,
-                (x, y),
-                xytext=(dx, dy),
-                textcoords="offset points",
-                ha=ha,
-                arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "grey"} if far else None,
-                bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7},
-                **text_kw,
-            )
-            tight = text.get_window_extent(renderer)
-            box = tight.padded(3.0 * fig.dpi / 72)  # keep labels a little apart
-            overlap = sum(area(box, b) for b in labels_placed)
-            overlap += sum(area(tight, b) for b in markers)
-            overlap += 0.5 * far  # prefer a near spot when both are free
-            if best_overlap is None or overlap < best_overlap:
-                if best is not None:
-                    best[0].remove()
-                best, best_overlap = (text, box), overlap
-            else:
-                text.remove()
-            if overlap == 0:
-                break
-        labels_placed.append(best[1])
-        texts.append(best[0])
-    ax._sde_label_boxes = labels_placed
-    return texts
+    from sde_utils.analysis.paper_figures import DriftField
 
 
 # ----------------------------------------------------------------------------- figure 2
@@ -177,18 +48,18 @@ def plot_actual_vs_predicted(
     ``actual[0]``. Coordinates ``coords`` are drawn; the right panel repeats the actual
     path faintly for reference. Two axes.
     """
-    actual = _states("actual", actual)
-    drift = _states("drift", drift)
+    actual = checked_states("actual", actual)
+    drift = checked_states("drift", drift)
     arrays = [actual, drift]
     if samples is not None:
-        samples = _states("samples", samples, ndim=3)
+        samples = checked_states("samples", samples, ndim=3)
         if samples.shape[0] != drift.shape[0]:
             raise ValueError(
                 f"samples has {samples.shape[0]} steps but drift has {drift.shape[0]}; "
                 "both must cover the same time grid"
             )
         arrays.append(samples)
-    i, j = _check_coords(coords, *arrays)
+    i, j = check_coords(coords, *arrays)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.8), sharex=True, sharey=True)
     left.plot(actual[:, i], actual[:, j], "-o", color=ACTUAL, ms=3, lw=1.3, label="actual")
     right.plot(actual[:, i], actual[:, j], "--", color="grey", lw=0.8, alpha=0.5, label="actual")
@@ -206,13 +77,13 @@ def plot_actual_vs_predicted(
     for ax, path in ((left, actual), (right, drift)):
         ax.plot(*path[0, [i, j]], "o", color="black", ms=7, zorder=5, label="start")
         ax.plot(*path[-1, [i, j]], "s", color="black", mfc="white", ms=6, zorder=5, label="end")
-        _pc_labels(ax, i, j)
+        pc_labels(ax, i, j)
         ax.legend(fontsize=8, loc="best")
     pts = np.concatenate(
         [actual[:, [i, j]], drift[:, [i, j]]]
         + ([samples[:, :, [i, j]].reshape(-1, 2)] if samples is not None else [])
     )
-    (x0, x1), (y0, y1) = _limits(pts)
+    (x0, x1), (y0, y1) = padded_limits(pts)
     left.set(xlim=(x0, x1), ylim=(y0, y1))
     left.set_title(f"Actual ({len(actual)} tokens shown)")
     n_paths = 0 if samples is None else samples.shape[1]
@@ -243,9 +114,9 @@ def plot_trajectories_with_words(
     line joins each prediction to its target. ``predicted_labels`` (``M`` raw tokens,
     e.g. the nearest token of each predicted state) label the red points. One axes.
     """
-    actual = _states("actual", actual)
-    predicted = _states("predicted", predicted)
-    i, j = _check_coords(coords, actual, predicted)
+    actual = checked_states("actual", actual)
+    predicted = checked_states("predicted", predicted)
+    i, j = check_coords(coords, actual, predicted)
     L, M = len(actual), len(predicted)
     if len(tokens) != L:
         raise ValueError(f"tokens has {len(tokens)} entries but actual has {L} states")
@@ -272,16 +143,18 @@ def plot_trajectories_with_words(
         zorder=3,
     )
     ax.plot(*actual[0, [i, j]], "o", color="black", ms=7, zorder=4, label="first token")
-    (x0, x1), (y0, y1) = _limits(np.concatenate([actual[:, [i, j]], predicted[:, [i, j]]]), 0.1)
+    (x0, x1), (y0, y1) = padded_limits(
+        np.concatenate([actual[:, [i, j]], predicted[:, [i, j]]]), 0.1
+    )
     ax.set(xlim=(x0, x1), ylim=(y0, y1))
-    _pc_labels(ax, i, j)
+    pc_labels(ax, i, j)
     ax.legend(loc="best", fontsize=9)
     ax.set_title(title)
     fig.tight_layout()  # final layout first: labels are placed in display coordinates
     labels = [f"{k}:{t}" for k, t in enumerate(token_labels(tokens))]
-    _place_labels(ax, actual[:, [i, j]], labels, color=ACTUAL, fontsize=8, fontweight="bold")
+    place_labels(ax, actual[:, [i, j]], labels, color=ACTUAL, fontsize=8, fontweight="bold")
     if predicted_labels is not None:
-        _place_labels(
+        place_labels(
             ax,
             predicted[:, [i, j]],
             token_labels(predicted_labels),
@@ -316,7 +189,7 @@ def _draw_field(ax: plt.Axes, field: DriftField, norm, *, style: str, cmap: str)
     else:
         raise ValueError(f"style must be 'stream' or 'quiver', got {style!r}")
     ax.set(xlim=(field.x[0], field.x[-1]), ylim=(field.y[0], field.y[-1]))
-    _pc_labels(ax, *field.dims)
+    pc_labels(ax, *field.dims)
     ax.grid(False)
     return artist
 
@@ -348,8 +221,8 @@ def plot_drift_and_diffusion(
     Four axes: two panels, two colour bars.
     """
     _check_field(field)
-    trajectory = _states("trajectory", trajectory)
-    i, j = _check_coords(field.dims, trajectory)
+    trajectory = checked_states("trajectory", trajectory)
+    i, j = check_coords(field.dims, trajectory)
     mags = np.asarray(magnitudes, dtype=np.float64)
     if mags.ndim != 2 or mags.size == 0 or not np.isfinite(mags).any():
         raise ValueError(f"magnitudes must be a non-empty (n, T) array, got shape {mags.shape}")
@@ -401,7 +274,7 @@ def plot_drift_pairs_and_uncertainty(
         raise ValueError("fields is empty: pass at least one DriftField")
     for f in fields:
         _check_field(f)
-    sigma = _states("sigma", sigma)
+    sigma = checked_states("sigma", sigma)
     if (sigma <= 0).any():
         raise ValueError("sigma must be > 0 everywhere (log colour scale)")
     if len(tokens) != len(sigma):
@@ -498,192 +371,10 @@ def plot_importance_attention(
     return fig
 
 
-# ----------------------------------------------------------------------------- figure 7
-
-
-def plot_answer_process(
-    process: AnswerProcess,
-    *,
-    coords: tuple[int, int] = (0, 1),
-    n_decoded: int = 3,
-    title: str = 'App. B: "What is the capital of France?"',
-) -> plt.Figure:
-    """Figure 7: the paper's process diagram beside the path in PCA space.
-
-    Left: question -> ``Q_init`` -> ``A_1 .. A_n``, each step with the answer's token it
-    should produce (blue) and the ``n_decoded`` nearest tokens of the drift path (red) and
-    of the first sampled path (light red); a decoded token equal to the expected one is
-    marked ✓. Right: the question's tokens (grey), ``Q_init`` (star), the drift path and
-    samples (red, clipped to the region of the words) and the answer's tokens (blue) in
-    coordinates ``coords``. Two axes.
-    """
-    from sde_utils.analysis.paper_figures import normalise_token
-    from sde_utils.extraction.llm import display_token
-
-    if n_decoded < 1:
-        raise ValueError(f"n_decoded must be >= 1, got {n_decoded}")
-    drift, samples = process.drift, process.samples
-    i, j = _check_coords(coords, drift, process.z_answer)
-    n_steps = drift.shape[0] - 1
-    fig, (diag, ax) = plt.subplots(1, 2, figsize=(16, 7.2), gridspec_kw={"width_ratios": [1.05, 1]})
-
-    # ---- the process diagram
-    diag.set_axis_off()
-    diag.set(xlim=(0, 1), ylim=(0, 1))
-    rows = n_steps + 2
-    ys = np.linspace(0.93, 0.05, rows)
-    box = {"boxstyle": "round,pad=0.35", "fc": "white", "lw": 1.2}
-    diag.text(
-        0.02,
-        ys[0],
-        f"Question: “{process.question}”",
-        fontsize=11,
-        va="center",
-        bbox=box | {"ec": "grey"},
-    )
-    q_words = " · ".join(token_labels(process.question_tokens))
-    diag.text(
-        0.02,
-        ys[1],
-        r"$Q_{init}$",
-        fontsize=11,
-        va="center",
-        bbox=box | {"ec": "black"},
-    )
-    diag.text(
-        0.12,
-        ys[1],
-        f"mean of {len(process.question_tokens)} embeddings ({q_words})",
-        fontsize=8.5,
-        va="center",
-        color="dimgrey",
-    )
-    cols = {"expected": 0.12, "drift": 0.32, "sample": 0.66}
-    head_y = (ys[1] + ys[2]) / 2
-    diag.text(
-        cols["expected"],
-        head_y,
-        "expected",
-        color=ACTUAL,
-        fontsize=9,
-        fontweight="bold",
-        va="center",
-    )
-    diag.text(
-        cols["drift"],
-        head_y,
-        "decoded: drift path",
-        color=PREDICTED,
-        fontsize=9,
-        fontweight="bold",
-        va="center",
-    )
-    diag.text(
-        cols["sample"],
-        head_y,
-        "decoded: a sampled path",
-        color=PREDICTED,
-        alpha=0.7,
-        fontsize=9,
-        fontweight="bold",
-        va="center",
-    )
-    answer = token_labels(process.answer_tokens)
-    answer_norm = [normalise_token(display_token(t)) for t in process.answer_tokens]
-    for s in range(1, n_steps + 1):
-        y = ys[s + 1]
-        diag.text(0.02, y, f"$A_{s}$", fontsize=11, va="center", bbox=box | {"ec": PREDICTED})
-        want = answer_norm[s - 1] if s - 1 < len(answer_norm) else None
-        diag.text(
-            cols["expected"],
-            y,
-            f"“{answer[s - 1]}”" if want else "–",
-            color=ACTUAL,
-            fontsize=10,
-            va="center",
-        )
-        for key, decoded, alpha in (
-            ("drift", process.decoded_drift[s], 1.0),
-            ("sample", process.decoded_samples[0][s] if process.decoded_samples else [], 0.7),
-        ):
-            words = []
-            for tok, _ in decoded[:n_decoded]:
-                label = token_labels([tok])[0]
-                hit = want is not None and normalise_token(display_token(tok)) == want
-                words.append(f"{label} ✓" if hit else label)
-            diag.text(
-                cols[key],
-                y,
-                "  ·  ".join(words) or "–",
-                color=PREDICTED,
-                alpha=alpha,
-                fontsize=9.5,
-                va="center",
-            )
-    for a, b_ in zip(ys[:-1], ys[1:], strict=True):
-        diag.annotate(
-            "",
-            xy=(0.045, b_ + 0.03),
-            xytext=(0.045, a - 0.03),
-            arrowprops={"arrowstyle": "-|>", "color": "grey", "lw": 1.0},
-        )
-    diag.text(
-        0.055,
-        (ys[2] + ys[3]) / 2,
-        r"$A_{s+1} = A_s + \mu\,\Delta t+\sigma\,dW$",
-        fontsize=8,
-        color="grey",
-        va="center",
-    )
-    diag.set_title("Process: embed, average, step the SDE, decode to nearest tokens", fontsize=11)
-
-    # ---- the path in PCA space
-    zq, za = process.z_question, process.z_answer
-    ax.plot(zq[:, i], zq[:, j], "o", color="grey", ms=5, label="question tokens")
-    for p in range(samples.shape[1]):
-        ax.plot(
-            samples[:, p, i],
-            samples[:, p, j],
-            "-",
-            color=PREDICTED,
-            lw=0.7,
-            alpha=0.3,
-            label="sampled paths" if p == 0 else None,
-        )
-    ax.plot(drift[:, i], drift[:, j], "-o", color=PREDICTED, ms=4, lw=1.8, label="drift path")
-    ax.plot(za[:, i], za[:, j], "-o", color=ACTUAL, ms=5, lw=1.0, label="answer tokens")
-    ax.plot(*process.z_init[[i, j]], "*", color="black", ms=14, zorder=5, label=r"$Q_{init}$")
-    # limits from the words and the drift path; sampled paths that wander off are clipped
-    pts = np.concatenate([zq[:, [i, j]], za[:, [i, j]], drift[:, [i, j]]])
-    (x0, x1), (y0, y1) = _limits(pts, 0.15)
-    ax.set(xlim=(x0, x1), ylim=(y0, y1))
-    _pc_labels(ax, i, j)
-    ax.legend(loc="best", fontsize=8)
-    ax.set_title("In the SDE's state space")
-    fig.suptitle(title, fontweight="bold")
-    fig.tight_layout()  # final layout first: labels are placed in display coordinates
-    _place_labels(ax, process.z_init[None, [i, j]], [r"$Q_{init}$"], fontsize=9)
-    _place_labels(
-        ax,
-        drift[1:, [i, j]],
-        [f"$A_{s}$" for s in range(1, n_steps + 1)],
-        color=PREDICTED,
-        fontsize=9,
-        fontweight="bold",
-    )
-    _place_labels(ax, za[:, [i, j]], answer, color=ACTUAL, fontsize=9)
-    _place_labels(
-        ax, zq[:, [i, j]], token_labels(process.question_tokens), color="dimgrey", fontsize=8
-    )
-    return fig
-
-
 __all__ = [
-    "token_labels",
     "plot_actual_vs_predicted",
     "plot_trajectories_with_words",
     "plot_drift_and_diffusion",
     "plot_drift_pairs_and_uncertainty",
     "plot_importance_attention",
-    "plot_answer_process",
 ]

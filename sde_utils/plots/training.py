@@ -5,6 +5,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
+from sde_utils.checks import check_fraction
+
 
 def plot_losses(history, *, title: str = "Training and validation losses") -> plt.Figure:
     """Figure 1: total, drift and diffusion loss per epoch, train and val, three panels.
@@ -46,11 +48,14 @@ def plot_paths_vs_real(
 
     One column per trajectory, one row per coordinate in ``coords``. ``real[i]``: (L, d);
     ``drift[i]``: (T, d); ``samples[i]``: (T, n_paths, d), all started at ``real[i][0]``.
+    The band holds the central ``band`` fraction of the simulated paths at each step.
     """
     if not (len(real) == len(drift) == len(samples)) or not real:
         raise ValueError(
-            f"need equally many real, drift and sampled paths, got {len(real)}, {len(drift)}, {len(samples)}"
+            f"need equally many (>= 1) real, drift and sampled paths, got {len(real)}, "
+            f"{len(drift)}, {len(samples)}"
         )
+    band = check_fraction("band", band)
     lo_q, hi_q = (1 - band) / 2, 1 - (1 - band) / 2
     fig, axes = plt.subplots(
         len(coords),

@@ -2,8 +2,9 @@
 
 Every theory function works on a float64 copy of the model (``as_float64``), so the
 certified bounds, root finding and Lyapunov solves are not limited by float32 rounding.
-Models follow the contract of :class:`sde_utils.models.neural.SDEModel`: ``drift(x, t)`` and
-``diffusion(x, t)`` with ``x (B, d)`` and ``t (B,)``, rows independent of each other.
+Models follow the contract of :class:`sde_utils.models.base.SDEModel`: ``drift(x, t)`` and
+``diffusion(x, t)`` with ``x (B, d)`` and ``t (B,)``, rows independent of each other;
+they are evaluated with :func:`sde_utils.models.base.drift_diffusion_tensors`.
 """
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ def state_dim_of(model: torch.nn.Module, fallback: int | None = None) -> int:
     d = getattr(model, "state_dim", None)
     if d is None:
         if fallback is None:
-            raise ValueError(f"{type(model).__name__} has no state_dim and none was given")
+            raise ValueError(
+                f"{type(model).__name__} has no state_dim attribute and no fallback was given"
+            )
         return int(fallback)
     return int(d)
 
@@ -79,17 +82,6 @@ def check_dim(model: torch.nn.Module, d: int, what: str) -> None:
     md = getattr(model, "state_dim", None)
     if md is not None and int(md) != d:
         raise ValueError(f"{what} has dimension {d} but the model's state_dim is {md}")
-
-
-def eval_drift_diffusion(
-    model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor | float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(drift, diffusion)`` at states ``x (B, d)`` and times ``t`` (scalar or (B,)), no grad."""
-    t = torch.as_tensor(t, dtype=x.dtype).reshape(-1)
-    if t.numel() == 1:
-        t = t.expand(x.shape[0])
-    with torch.no_grad():
-        return model.drift(x, t), model.diffusion(x, t)
 
 
 def safe_ratio(upper: float | None, lower: float | None) -> float | None:
@@ -108,6 +100,5 @@ __all__ = [
     "as_times",
     "state_dim_of",
     "check_dim",
-    "eval_drift_diffusion",
     "safe_ratio",
 ]

@@ -31,14 +31,16 @@ import scipy.optimize
 import torch
 from torch import nn
 
-from sde_utils.checks import check_choice, check_positive
-from sde_utils.theory._common import (
-    as_float64,
-    as_states,
-    as_times,
-    check_dim,
-    eval_drift_diffusion,
+from sde_utils.checks import (
+    check_choice,
+    check_dt,
+    check_fraction,
+    check_int,
+    check_positive,
+    check_real,
 )
+from sde_utils.models.base import drift_diffusion_tensors
+from sde_utils.theory._common import as_float64, as_states, as_times, check_dim
 
 
 def _drift_and_jacobian(model: nn.Module, x: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
@@ -86,8 +88,10 @@ def find_equilibria(
         show them; a ``UserWarning`` says so when no start converged.
     """
     check_choice("method", method, ["auto", "hybr", "lm"])
+    t = check_real("t", t)
     check_positive("residual_tol", residual_tol)
     check_positive("dedupe_tol", dedupe_tol)
+    check_int("max_nfev", max_nfev, minimum=1)
     x0 = as_states(starts, "starts").numpy()
     check_dim(model, x0.shape[1], "starts")
     m64 = as_float64(model)
@@ -171,13 +175,14 @@ def stability_at(model: nn.Module, x_star: Any, t: float = 0.0, Q: Any = None) -
         eigenvalues of A, e.g. A = 0 for a random walk) ``P`` is None, the P-derived
         numbers are NaN/None and ``reason`` says why.
     """
+    t = check_real("t", t)
     xs = as_states(x_star, "x_star")[0].numpy()
     check_dim(model, xs.shape[0], "x_star")
     m64 = as_float64(model)
     mu, a = _drift_and_jacobian(m64, xs, t)
     q = np.eye(len(xs)) if Q is None else np.asarray(Q, dtype=np.float64)
     eig = np.linalg.eigvals(a)
-    _, sig = eval_drift_diffusion(m64, torch.as_tensor(xs)[None], t)
+    _, sig = drift_diffusion_tensors(m64, torch.as_tensor(xs)[None], t)
     sig = sig[0].numpy()
     # the Lyapunov operator P -> A^T P + P A is singular iff lambda_i + lambda_j = 0
     gap = float(np.abs(eig[:, None] + eig[None, :]).min())
@@ -268,12 +273,12 @@ def generator_LV(
         raise ValueError(
             f"t must be a float or have one time per state ({x.shape[0]}), got {tt.size}"
         )
-    mu, sig = eval_drift_diffusion(as_float64(model), x, torch.as_tensor(tt))
+    mu, sig = drift_diffusion_tensors(as_float64(model), x, torch.as_tensor(tt))
     mu, sig = mu.numpy(), sig.numpy()
     y = x.numpy() - np.asarray(x_star, dtype=np.float64).reshape(1, -1)
     lv = 2.0 * np.einsum("ni,ij,nj->n", y, p, mu) + sig**2 @ np.diag(p)
     if dt is not None:
-        check_positive("dt", dt)
+        dt = check_dt(dt)
         lv = lv + dt * np.einsum("ni,ij,nj->n", mu, p, mu)
     return lv
 
@@ -311,9 +316,8 @@ def fit_lv_bound(
     v = np.asarray(V, dtype=np.float64).reshape(-1)
     if lv.shape != v.shape or lv.size == 0:
         raise ValueError(f"LV and V must be non-empty with equal shapes, got {lv.shape}, {v.shape}")
-    if not 0.0 < quantile <= 1.0:
-        raise ValueError(f"quantile must be in (0, 1], got {quantile}")
-    c_max = np.inf if dt is None else 1.0 / check_positive("dt", dt)
+    quantile = check_fraction("quantile", quantile, open_low=True, open_high=False)
+    c_max = np.inf if dt is None else 1.0 / check_dt(dt)
     if c_grid is None:
         grid = np.geomspace(1e-6, 1e3, 400)
     else:
@@ -367,14 +371,15 @@ def ultimate_bound(V0: Any, c: float, d: float, t: Any, dt: float | None = None)
     Returns:
         ``(T,)`` array.
     """
-    check_positive("c", c)
+    c = check_positive("c", c)
+    d = check_real("d", d)
     tt = as_times(t, "t")
     if np.any(tt < 0):
         raise ValueError(f"t must be >= 0, got min {tt.min()}")
     if dt is None:
         decay = np.exp(-c * tt)
     else:
-        check_positive("dt", dt)
+        dt = check_dt(dt)
         if c * dt > 1.0:
             raise ValueError(f"the discrete bound needs c * dt <= 1, got c={c}, dt={dt}")
         decay = (1.0 - c * dt) ** (tt / dt)

@@ -33,8 +33,9 @@ import torch
 from scipy.integrate import solve_ivp
 from torch import nn
 
-from sde_utils.checks import check_positive
-from sde_utils.theory._common import as_float64, check_dim, eval_drift_diffusion
+from sde_utils.checks import check_dt, check_int, check_positive, check_real
+from sde_utils.models.base import drift_diffusion_tensors
+from sde_utils.theory._common import as_float64, check_dim
 
 
 def _linear_inputs(A, b, sigma, m0, S0):
@@ -83,6 +84,8 @@ def linear_moment_odes(
     Returns:
         ``means (T, d)``, ``covs (T, d, d)`` (symmetrised).
     """
+    check_positive("rtol", rtol)
+    check_positive("atol", atol)
     a, bb, q, m, cov = _linear_inputs(A, b, sigma, m0, S0)
     d = a.shape[0]
     tt = np.atleast_1d(np.asarray(times, dtype=np.float64))
@@ -113,8 +116,8 @@ def euler_chain_moments(
         ``means (n_steps + 1, d)``, ``covs (n_steps + 1, d, d)``; row k is step k (t = k dt
         after the start), row 0 is (m0, S0).
     """
-    check_positive("dt", dt)
-    check_positive("n_steps", n_steps, allow_zero=True)
+    dt = check_dt(dt)
+    n_steps = check_int("n_steps", n_steps, minimum=0)
     a, bb, q, m, cov = _linear_inputs(A, b, sigma, m0, S0)
     f = np.eye(a.shape[0]) + a * dt
     means = [m]
@@ -171,7 +174,7 @@ def second_moment_terms(
         standard errors (Monte Carlo; 0 with weights), and ``observed_next``,
         ``observed_next_se`` when ``x_next`` is given.
     """
-    check_positive("dt", dt)
+    dt = check_dt(dt)
     xs = np.asarray(x, dtype=np.float64)
     mu = np.asarray(mu, dtype=np.float64)
     sg = np.asarray(sigma, dtype=np.float64)
@@ -262,8 +265,8 @@ def moment_recursion_check(
         ``lhs``, ``lhs_se``, ``rhs_ito``, ``rhs_ito_se``, ``rhs_euler``, ``rhs_euler_se``,
         ``z_ito``, ``z_euler``; and ``(n_max,)`` ``max_abs_z_ito``, ``max_abs_z_euler``.
     """
-    check_positive("dt", dt)
-    check_positive("n_max", n_max)
+    dt = check_dt(dt)
+    n_max = check_int("n_max", n_max, minimum=1)
     x = np.asarray(paths, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 2:
         raise ValueError(f"paths must be (T, n_paths) with T >= 2, n_paths >= 2, got {x.shape}")
@@ -313,7 +316,7 @@ def along_paths(
         ``mu (T, n_paths, d)``, ``sigma (T, n_paths, d)``; slice a coordinate for
         :func:`moment_recursion_check`.
     """
-    check_positive("dt", dt)
+    dt, t0 = check_dt(dt), check_real("t0", t0)
     x = torch.as_tensor(np.asarray(paths.detach().cpu() if torch.is_tensor(paths) else paths))
     x = x.to(torch.float64)
     if x.ndim != 3:
@@ -322,7 +325,7 @@ def along_paths(
     m64 = as_float64(model)
     mu, sg = np.empty(x.shape), np.empty(x.shape)
     for k in range(x.shape[0]):
-        a, b = eval_drift_diffusion(m64, x[k], t0 + k * dt)
+        a, b = drift_diffusion_tensors(m64, x[k], t0 + k * dt)
         mu[k], sg[k] = a.numpy(), b.numpy()
     return mu, sg
 

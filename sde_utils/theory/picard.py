@@ -43,13 +43,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from sde_utils.checks import check_positive
-from sde_utils.theory._common import as_float64, as_states, check_dim, eval_drift_diffusion
-from sde_utils.theory.lipschitz import _upper
+from sde_utils.checks import check_dt, check_int, check_real
+from sde_utils.models.base import drift_diffusion_tensors
+from sde_utils.theory._common import as_float64, as_states, check_dim
+from sde_utils.theory.lipschitz_upper import certified_upper_bound
 
 
-def _inputs(model, x0, brownian_increments, dt):
-    check_positive("dt", dt)
+def _inputs(model, x0, brownian_increments, dt, t0):
+    """The checked arguments shared by the public functions: ``(m64, x0 (d,), dW (n, d),
+    dt, t0)``."""
+    dt, t0 = check_dt(dt), check_real("t0", t0)
     x = as_states(x0, "x0")
     if x.shape[0] != 1:
         raise ValueError(f"x0 must be one state (d,), got shape {tuple(x.shape)}")
@@ -59,7 +62,7 @@ def _inputs(model, x0, brownian_increments, dt):
             f"brownian_increments must be (n_steps, d) with d={x.shape[1]}, got {tuple(dw.shape)}"
         )
     check_dim(model, x.shape[1], "x0")
-    return as_float64(model), x[0], dw
+    return as_float64(model), x[0], dw, dt, t0
 
 
 def _grid_times(t0: float, dt: float, n: int) -> torch.Tensor:
@@ -70,7 +73,7 @@ def _em(m64, x: torch.Tensor, dw: torch.Tensor, dt: float, t0: float) -> np.ndar
     ts = _grid_times(t0, dt, dw.shape[0])
     out = [x]
     for j in range(dw.shape[0]):
-        mu, sg = eval_drift_diffusion(m64, out[-1][None], ts[j])
+        mu, sg = drift_diffusion_tensors(m64, out[-1][None], ts[j])
         out.append(out[-1] + mu[0] * dt + sg[0] * dw[j])
     return torch.stack(out).numpy()
 
@@ -83,7 +86,7 @@ def _iterates(
     path = x.expand(n + 1, -1).clone()
     out = [path.numpy().copy()]
     for _ in range(int(n_iter)):
-        mu, sg = eval_drift_diffusion(m64, path[:-1], ts)  # all grid points in one batch
+        mu, sg = drift_diffusion_tensors(m64, path[:-1], ts)  # all grid points in one batch
         path = torch.cat([x[None], x[None] + torch.cumsum(mu * dt + sg * dw, dim=0)])
         out.append(path.numpy().copy())
     return out
@@ -97,7 +100,7 @@ def euler_maruyama_path(
     Args:
         x0: ``(d,)``. brownian_increments: ``(n_steps, d)``, dW_j ~ N(0, dt I).
     """
-    m64, x, dw = _inputs(model, x0, brownian_increments, dt)
+    m64, x, dw, dt, t0 = _inputs(model, x0, brownian_increments, dt, t0)
     return _em(m64, x, dw, dt, t0)
 
 
@@ -119,8 +122,8 @@ def picard_iterates(
     Returns:
         ``n_iter + 1`` arrays of shape ``(n_steps + 1, d)``; iterate m in position m.
     """
-    check_positive("n_iter", n_iter, allow_zero=True)
-    m64, x, dw = _inputs(model, x0, brownian_increments, dt)
+    n_iter = check_int("n_iter", n_iter, minimum=0)
+    m64, x, dw, dt, t0 = _inputs(model, x0, brownian_increments, dt, t0)
     return _iterates(m64, x, dw, dt, t0, n_iter)
 
 
@@ -130,6 +133,7 @@ def elementary_symmetric_log(w: Any, m_max: int) -> np.ndarray:
     e_m(w) = sum over j_1 < ... < j_m of w_{j_1} ... w_{j_m}, for w >= 0, from the
     recursion e_m(w_0..w_j) = e_m(w_0..w_{j-1}) + w_j e_{m-1}(w_0..w_{j-1}) in log space.
     """
+    m_max = check_int("m_max", m_max, minimum=0)
     ww = np.asarray(w, dtype=np.float64).reshape(-1)
     if np.any(ww < 0):
         raise ValueError("weights must be >= 0")
@@ -175,17 +179,17 @@ def picard_convergence(
         "em_path" (n_steps + 1, d)}``. Bounds overflowing float64 are ``inf`` (their log10
         is finite).
     """
-    m64, x, dw = _inputs(model, x0, brownian_increments, dt)
+    m64, x, dw, dt, t0 = _inputs(model, x0, brownian_increments, dt, t0)
     n = dw.shape[0]
-    n_iter = n + 1 if n_iter is None else int(check_positive("n_iter", n_iter))
+    n_iter = n + 1 if n_iter is None else check_int("n_iter", n_iter, minimum=1)
     consts = {}
     for name, which, given in (("K_mu", "drift", K_mu), ("K_sigma", "diffusion", K_sigma)):
         if given is None:
-            up = _upper(m64, which)
+            up = certified_upper_bound(m64, which)
             if up["upper"] is None:
                 raise ValueError(f"no certified {name} for this model ({up['reason']}); pass it")
             given = up["upper"]
-        consts[name] = float(check_positive(name, given, allow_zero=True))
+        consts[name] = check_real(name, given, minimum=0.0)
     iterates = _iterates(m64, x, dw, dt, t0, n_iter)
     em = _em(m64, x, dw, dt, t0)
 

@@ -26,12 +26,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy.stats import norm
 from torch import nn
 
-from sde_utils.checks import check_positive
-from sde_utils.theory._common import as_float64, as_states, eval_drift_diffusion
+from sde_utils.checks import check_bool, check_dt, check_fraction, check_positive, check_real
+from sde_utils.theory._common import as_states
 from sde_utils.theory.lyapunov import (
     expected_V,
     find_equilibria,
@@ -61,6 +60,7 @@ def z_scores(estimate: Any, reference: Any, se: Any, *, atol: float = 1e-9) -> n
     score is 0 when ``|estimate - reference| <= atol * (1 + |reference|)`` and +-inf
     otherwise, so an exact quantity is never divided by zero nor silently passed.
     """
+    atol = check_positive("atol", atol, allow_zero=True)
     est, ref, s = _array("estimate", estimate), _array("reference", reference), _array("se", se)
     if np.any(s < 0):
         raise ValueError("se must be >= 0")
@@ -91,8 +91,7 @@ def agreement(z: Any, *, alpha: float = ALPHA_3SE) -> dict[str, Any]:
     zz = np.asarray(z, dtype=np.float64).reshape(-1)
     if zz.size == 0 or np.any(np.isnan(zz)):
         raise ValueError(f"z must be a non-empty array without NaN, got {zz.size} values")
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    alpha = check_fraction("alpha", alpha)
     n = int(zz.size)
     threshold = float(norm.isf(alpha / (2.0 * n)))
     max_abs = float(np.abs(zz).max())
@@ -164,7 +163,7 @@ def one_step_forms(
         "dt2_term" (d,) E[mu^2] dt^2, "z_euler" (d,), "z_continuous" (d,),
         "euler_agreement", "continuous_agreement" (see :func:`agreement`)}``.
     """
-    check_positive("dt", dt)
+    dt = check_dt(dt)
     xs, m, s = _array("x", x), _array("mu", mu), _array("sigma", sigma)
     xn = _array("x_next", x_next)
     if not xs.shape == m.shape == s.shape == xn.shape or xs.ndim != 2 or xs.shape[0] < 2:
@@ -195,7 +194,7 @@ def flatten_paths(paths: Any, t0: float = 0.0, dt: float = 1.0) -> tuple[np.ndar
 
     Rows are time-major: all paths at t0 first, then at t0 + dt, and so on.
     """
-    check_positive("dt", dt)
+    dt, t0 = check_dt(dt), check_real("t0", t0)
     p = np.asarray(paths.detach().cpu() if hasattr(paths, "detach") else paths, np.float64)
     if p.ndim < 2:
         raise ValueError(f"paths must be (T, ..., d), got shape {p.shape}")
@@ -236,6 +235,7 @@ def lyapunov_centre(
         "stability" (stability_at at x*), "P" (d, d), "P_source": "lyapunov" | "identity",
         "reason": str | None}``.
     """
+    t = check_real("t", t)
     x0 = as_states(starts, "starts").numpy()
     c = x0.mean(0) if centre is None else np.asarray(centre, dtype=np.float64).reshape(-1)
     if c.shape != (x0.shape[1],):
@@ -320,7 +320,9 @@ def lv_bound_check(
         the bound is the Monte Carlo E V(0) itself; negative: the bound holds with room),
         "discrete"}``.
     """
-    check_positive("dt", dt)
+    dt, t0 = check_dt(dt), check_real("t0", t0)
+    discrete = check_bool("discrete", discrete)
+    n_sigma = check_positive("n_sigma", n_sigma)
     p = np.asarray(P, dtype=np.float64)
     xs = np.asarray(x_star, dtype=np.float64).reshape(-1)
     x_data = as_states(states).numpy()
@@ -394,15 +396,6 @@ def bracket_table(brackets: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["model", "constant"])
 
 
-def drift_diffusion_at(model: nn.Module, states: Any, times: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``mu (N, d)``, ``sigma (N, d)`` of a float64 copy of ``model`` at ``states (N, d)``
-    and ``times`` (a float or ``(N,)``)."""
-    x = as_states(states)
-    t = torch.as_tensor(np.asarray(times, dtype=np.float64))
-    mu, sg = eval_drift_diffusion(as_float64(model), x, t)
-    return mu.numpy(), sg.numpy()
-
-
 __all__ = [
     "ALPHA_3SE",
     "z_scores",
@@ -413,5 +406,4 @@ __all__ = [
     "lyapunov_centre",
     "lv_bound_check",
     "bracket_table",
-    "drift_diffusion_at",
 ]

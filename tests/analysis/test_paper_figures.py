@@ -1,29 +1,24 @@
 """The numbers behind the paper figures, against closed forms on linear models."""
 
-from pathlib import Path
+from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
 from sde_utils.analysis.paper_figures import (
-    PAPER_FIGURES,
-    AnswerProcess,
-    answer_overlap,
-    answer_process,
     data_extent,
     diffusion_magnitudes,
     drift_diffusion_along,
     drift_field,
     figure_record,
-    is_word,
     nearest_token_ids,
     one_step_predictions,
     trajectory_agreement,
 )
+from sde_utils.captions import PAPER_FIGURES
+from sde_utils.models.base import SDEModel
 from sde_utils.models.baselines import LinearSDE
-from sde_utils.models.features import FeatureMap
-from sde_utils.models.neural import SDEModel
 
 EXACT = 1e-12  # float64 arithmetic on O(1) numbers: only rounding separates the two sides
 
@@ -48,25 +43,6 @@ class TimeModel(SDEModel):
 
     def diffusion(self, x, t):
         return 1.0 + t[:, None].expand_as(x)
-
-
-PAPER_TEXT = Path("/work/shared/paper/2408.11863.txt")  # outside the repository
-
-
-def test_captions_are_numbered_in_order():
-    assert [s.number for s in PAPER_FIGURES.values()] == list(range(1, 8))
-    assert all(s.caption.startswith(f"Figure {s.number}:") for s in PAPER_FIGURES.values())
-    assert all(s.stem.startswith(f"fig{s.number}-") for s in PAPER_FIGURES.values())
-
-
-def test_captions_are_copied_verbatim():
-    if not PAPER_TEXT.is_file():
-        pytest.skip(f"the paper's text is not at {PAPER_TEXT} on this machine")
-    paper = PAPER_TEXT.read_text()
-    for spec in PAPER_FIGURES.values():
-        head = spec.caption.split(". (a) ")[0]  # figure 6's sub-captions stand apart in the text
-        assert head in paper, spec.stem
-    assert "(a) Word Importance Based on Embedding Magnitude" in paper
 
 
 def test_drift_field_is_the_linear_drift_at_the_grid_points():
@@ -172,107 +148,9 @@ def test_trajectory_agreement_on_data_the_model_generated():
         trajectory_agreement(model, trajs, horizon=20, dt=dt)
 
 
-# ----------------------------------------------------------------------------- App. B
-
-
-class FakeTokenizer:
-    """Whitespace words, ``Ġ`` before every word but the first, '?' and '.' split off."""
-
-    def __init__(self, vocab):
-        self.vocab = list(vocab)
-        self.ids = {t: i for i, t in enumerate(self.vocab)}
-
-    def __call__(self, text, add_special_tokens=False):
-        toks = []
-        for k, word in enumerate(text.split()):
-            tail = word[-1] if word[-1] in "?." else None
-            word = word.rstrip("?.")
-            toks.append(("Ġ" if k else "") + word)
-            if tail:
-                toks.append(tail)
-        return {"input_ids": [self.ids[t] for t in toks]}
-
-    def convert_ids_to_tokens(self, ids):
-        return [self.vocab[i] for i in ids]
-
-
-class FakeLLM:
-    def __init__(self, weight):
-        self.embedding = torch.nn.Embedding.from_pretrained(torch.as_tensor(weight))
-
-    def get_input_embeddings(self):
-        return self.embedding
-
-
-VOCAB = ["What", "Ġis", "Ġthe", "Ġcapital", "Ġof", "ĠFrance", "?", "The", "ĠParis", ".", "Ġa"]
-
-
-def test_answer_process_closed_form():
-    D = 16
-    weight = np.random.default_rng(5).normal(size=(len(VOCAB), D))
-    llm, tok = FakeLLM(weight), FakeTokenizer(VOCAB)
-    features = FeatureMap(pca_dim=None, standardize=False).fit(weight)  # exact inverse
-    sde = LinearSDE(D).double()  # zero drift: the drift path stays at Q_init
-    proc = answer_process(llm, tok, features, sde, n_steps=6, n_samples=2, top_k=2, seed=3)
-    assert proc.question_tokens == ["What", "Ġis", "Ġthe", "Ġcapital", "Ġof", "ĠFrance"]  # no "?"
-    assert proc.answer_tokens == ["The", "Ġcapital", "Ġof", "ĠFrance", "Ġis", "ĠParis"]  # no "."
-    q_init = weight[:6].mean(axis=0)
-    np.testing.assert_allclose(proc.z_init, features.transform(q_init[None])[0], atol=EXACT)
-    assert proc.drift.shape == (7, D) and proc.samples.shape == (7, 2, D)
-    np.testing.assert_allclose(proc.drift, np.tile(proc.z_init, (7, 1)), atol=EXACT)
-    assert len(proc.decoded_drift) == 7 and len(proc.decoded_samples) == 2
-    # Q_init decodes to its nearest rows by cosine
-    cos = weight @ q_init / (np.linalg.norm(weight, axis=1) * np.linalg.norm(q_init))
-    assert [t for t, _ in proc.decoded_drift[0]] == [VOCAB[i] for i in np.argsort(-cos)[:2]]
-
-    stats = answer_overlap(proc)
-    # the exact inverse keeps every answer token its own nearest neighbour (cosine 1)
-    assert stats["roundtrip_hits"] == stats["n_answer_tokens"] == 6
-    assert stats["answer_words"] == ["capital", "france", "is", "of", "paris", "the"]
-    nearest = {VOCAB[i].lstrip("Ġ").lower() for i in np.argsort(-cos)[:2]}
-    expected = ["the", "capital", "of", "france", "is", "paris"]
-    assert stats["step_hits"] == [s for s in range(1, 7) if expected[s - 1] in nearest]
-    assert stats["drift_overlap"] == pytest.approx(len(nearest & set(expected)) / 6)
-    with_words = FeatureMap(pca_dim=None, standardize=False).fit(weight[:, :8])
-    with pytest.raises(ValueError, match="input'-kind store"):
-        answer_process(llm, tok, with_words, sde)
-
-
-def test_answer_overlap_counts():
-    z = np.zeros((3, 2))
-    proc = AnswerProcess(
-        question="q",
-        answer="a",
-        question_tokens=["Ġis"],
-        answer_tokens=["The", "ĠParis"],
-        z_question=z[:1],
-        z_init=np.array([1.0, 0.0]),
-        z_answer=np.array([[1.0, 0.0], [0.0, 1.0]]),
-        drift=np.array([[1.0, 0.0], [2.0, 0.0], [0.0, -3.0]]),
-        samples=np.zeros((3, 1, 2)),
-        decoded_drift=[[("x", 1.0)], [("Ġthe", 0.9), ("Ġis", 0.8)], [("ĠRome", 0.7)]],
-        decoded_samples=[[[("x", 1.0)], [("Paris", 0.5)], [("y", 0.1)]]],
-        decoded_roundtrip=[[("The", 1.0)], [("ĠLondon", 0.9)]],
-        top_k=2,
-        dt=1.0,
-        seed=0,
-    )
-    stats = answer_overlap(proc)
-    assert stats["step_hits"] == [1]  # "the" at step 1, not "paris" at step 2
-    assert stats["drift_overlap"] == 0.5 and stats["sample_overlap"] == 0.5
-    assert stats["roundtrip_hits"] == 1
-    assert stats["question_word_share"] == pytest.approx(1 / 3)  # "is" of {the, is, rome}
-    assert stats["cos_to_answer_drift"] == pytest.approx([1.0, -1.0])
-    assert stats["cos_to_answer_init"] == pytest.approx([1.0, 0.0])
-
-
-def test_is_word():
-    assert is_word(" Paris") and is_word("42") and not is_word(" ?") and not is_word("  ")
-
-
-def test_nearest_token_ids_by_cosine():
-    weight = np.random.default_rng(6).normal(size=(len(VOCAB), 8))
-    llm = FakeLLM(weight)
+def test_nearest_token_ids_by_cosine(fake_llm, fake_vocab):
+    weight = np.random.default_rng(6).normal(size=(len(fake_vocab), 8))
+    llm = fake_llm(weight)
     scaled = weight[[3, 0, 7]] * np.array([[2.0], [0.1], [5.0]])  # cosine ignores the scale
     np.testing.assert_array_equal(nearest_token_ids(llm, scaled, chunk=2), [3, 0, 7])
     with pytest.raises(ValueError, match=r"shape \(n, 8\)"):

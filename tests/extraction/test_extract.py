@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from sde_utils.extraction.extract import extract_pairs, sample_to_store
-from sde_utils.extraction.llm import load_llm, sample_trajectories, teacher_forced_states
+from sde_utils.extraction.llm import load_llm
 from sde_utils.extraction.pairs import assign_splits, load_pairs
+from sde_utils.extraction.sampling import sample_trajectories
+from sde_utils.extraction.states import teacher_forced_states
 from sde_utils.extraction.store import load_store
 
 PROMPTS = ["Name a colour.", "What is 2 + 2?", "Say hello in French."]

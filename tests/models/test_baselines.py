@@ -16,8 +16,8 @@ import scipy.linalg
 import torch
 
 from sde_utils.models.baselines import DriftOnlyMLP, LinearSDE, RandomWalk
-from sde_utils.models.neural import NeuralSDE, load_model, save_model
-from sde_utils.models.train import diffusion_loss, drift_loss
+from sde_utils.models.losses import diffusion_loss, drift_loss
+from sde_utils.models.neural import NeuralSDE
 
 D = 3
 DT = 0.5
@@ -183,28 +183,13 @@ def test_drift_only_mlp_sigma_from_residuals(em_data):
     np.testing.assert_allclose(m.sigma.numpy(), np.sqrt((r**2).mean(0) / DT), rtol=1e-12)
 
 
-@pytest.mark.parametrize("cls", [RandomWalk, LinearSDE, DriftOnlyMLP])
-def test_save_load_round_trip(cls, em_data, tmp_path):
-    x0, t0, x1 = em_data
-    if cls is DriftOnlyMLP:
-        torch.manual_seed(0)
-        model = DriftOnlyMLP(D, hidden=5, time_encoding="none", sigma_init=0.4).double()
-    else:
-        model = cls.fit_closed_form(x0, t0, x1, DT)
-    loaded = load_model(save_model(model, tmp_path / "m.pt"))
-    assert type(loaded) is cls and loaded.config() == model.config()
-    x, t = x0[:20], t0[:20]
-    assert torch.equal(loaded.drift(x, t), model.drift(x, t))  # bit-exact, float64 kept
-    assert torch.equal(loaded.diffusion(x, t), model.diffusion(x, t))
-    if cls is LinearSDE:
-        assert torch.equal(loaded.A, model.A) and torch.equal(loaded.b, model.b)
-
-
 @pytest.mark.parametrize("cls", [RandomWalk, LinearSDE])
 def test_closed_form_errors(cls, em_data):
     x0, t0, x1 = em_data
     with pytest.raises(ValueError, match="dt must be a finite number > 0, got 0"):
         cls.fit_closed_form(x0, t0, x1, 0)
+    with pytest.raises(TypeError, match=r"dt must be a finite number > 0, got '1' \(str\)"):
+        cls.fit_closed_form(x0, t0, x1, "1")
     with pytest.raises(ValueError, match=r"x1 must have x0's shape \(6000, 3\), got \(6000, 2\)"):
         cls.fit_closed_form(x0, t0, x1[:, :2], DT)
     with pytest.raises(ValueError, match=r"t0 must have shape \(N,\) = \(6000,\), got \(5,\)"):
@@ -217,6 +202,15 @@ def test_closed_form_errors(cls, em_data):
         cls.fit_closed_form(x0, t0, bad, DT)
     with pytest.raises(ValueError, match="state_dim must be an int >= 1, got 0"):
         cls(0)
+
+
+def test_drift_only_mlp_argument_errors():
+    with pytest.raises(TypeError, match="learn_sigma must be True or False, got 1"):
+        DriftOnlyMLP(D, learn_sigma=1)
+    with pytest.raises(ValueError, match="sigma_init must be a finite number > 0, got 0.0"):
+        DriftOnlyMLP(D, sigma_init=0.0)
+    with pytest.raises(ValueError, match=r"hidden \(width\) must be an int >= 1, got 0"):
+        DriftOnlyMLP(D, hidden=0)
 
 
 def test_linear_sde_needs_enough_samples(em_data):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -112,12 +114,38 @@ def test_save_load_round_trip(tmp_path, pca_dim):
     assert list(tmp_path.joinpath("sub").iterdir()) == [path]  # no temporary left behind
 
 
+@pytest.mark.parametrize(
+    "tag", ["sde_utils.features.FeatureMap/1", "sde_utils.models.features.FeatureMap/1"]
+)
+def test_both_format_tags_load_and_others_are_refused(tmp_path, tag):
+    """Fits saved before and after the package moved to sde_utils/models/ stay loadable."""
+    X = gaussian_data()
+    fm = FeatureMap(pca_dim=2).fit(X)
+    path = fm.save(tmp_path / "f.npz")
+    with np.load(path) as data:
+        arrays = dict(data)
+    assert json.loads(str(arrays["meta"]))["format"] == "sde_utils.features.FeatureMap/1"
+    for value, ok in ((tag, True), ("other/1", False)):
+        arrays["meta"] = np.array(json.dumps({**json.loads(str(arrays["meta"])), "format": value}))
+        np.savez(tmp_path / "g.npz", **arrays)
+        if ok:
+            loaded = FeatureMap.load(tmp_path / "g.npz")
+            np.testing.assert_array_equal(loaded.transform(X), fm.transform(X))
+        else:
+            with pytest.raises(ValueError, match="is not a saved FeatureMap"):
+                FeatureMap.load(tmp_path / "g.npz")
+
+
 def test_errors():
     X = gaussian_data(n=5, d=6)
-    with pytest.raises(ValueError, match=r"pca_dim must be >= 1"):
+    with pytest.raises(ValueError, match=r"pca_dim must be an int >= 1, got 0"):
         FeatureMap(pca_dim=0)
-    with pytest.raises(TypeError, match="pca_dim must be an int or None"):
+    with pytest.raises(TypeError, match=r"pca_dim must be an int >= 1, got 2.5 \(float\)"):
         FeatureMap(pca_dim=2.5)
+    with pytest.raises(TypeError, match="standardize must be True or False, got 1"):
+        FeatureMap(standardize=1)
+    with pytest.raises(ValueError, match="seed must be an int >= 0"):
+        FeatureMap(seed=-1)
     with pytest.raises(ValueError, match=r"pca_dim=7 exceeds .* min\(N_train=5, d=6\) = 5"):
         FeatureMap(pca_dim=7).fit(X)
     with pytest.raises(ValueError, match=r"N_train=5"):  # more components than rows

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from sde_utils.extraction.store import build_store, load_store
+from sde_utils.extraction.store import load_store
+from sde_utils.extraction.store_build import build_store
 from sde_utils.models import fits
 
 D = 6
@@ -46,11 +47,15 @@ def store(tmp_path_factory):
     "change, message",
     [
         ({"pca_dim": D + 1}, "larger than the state dimension"),
-        ({"pca_dim": 0}, "pca_dim must be a positive int"),
+        ({"pca_dim": 0}, "pca_dim must be an int >= 1, got 0"),
         ({"dt": 0.0}, "dt must be a finite number > 0"),
         ({"hidden": 0}, "hidden must be an int >= 1"),
         ({"epochs": 0}, "epochs must be an int >= 1"),
         ({"activation": "gelu"}, "activation"),
+        ({"lr": 0.0}, "lr must be a finite number > 0, got 0.0"),
+        ({"patience": 0}, "patience must be an int >= 1, got 0"),
+        ({"n_paths": 0}, "n_paths must be an int >= 1, got 0"),
+        ({"seed": -1}, "seed must be an int >= 0"),
     ],
 )
 def test_bad_parameters_fail_before_any_work(store, tmp_path, change, message):

@@ -11,6 +11,7 @@ import torch
 from scipy.stats import energy_distance as scipy_energy
 from scipy.stats import norm
 
+from sde_utils.models.base import SDEModel
 from sde_utils.models.metrics import (
     drift_mse_r2,
     energy_distance,
@@ -21,7 +22,6 @@ from sde_utils.models.metrics import (
     multistep_distances,
     one_step_nll,
 )
-from sde_utils.models.neural import SDEModel
 from sde_utils.models.simulate import drift_path, euler_maruyama
 
 DT64 = torch.float64

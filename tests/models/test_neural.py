@@ -1,4 +1,4 @@
-"""Tests of sde_utils.models.neural: the NeuralSDE contract, initialisation, errors, save/load."""
+"""Tests of sde_utils.models.neural: the NeuralSDE contract, initialisation, errors."""
 
 from __future__ import annotations
 
@@ -10,16 +10,7 @@ import torchsde
 from torch import nn
 from torch.nn import functional as F
 
-from sde_utils.models.neural import (
-    ACTIVATIONS,
-    NeuralSDE,
-    SDEModel,
-    TimeFeatures,
-    inverse_softplus,
-    load_model,
-    registered_models,
-    save_model,
-)
+from sde_utils.models.neural import ACTIVATIONS, NeuralSDE, TimeFeatures, inverse_softplus
 
 D = 3
 
@@ -155,32 +146,6 @@ def test_config_rebuilds_the_model():
     x, t = x.float(), t.float()
     assert torch.equal(m.drift(x, t), m2.drift(x, t))
     assert torch.equal(m.diffusion(x, t), m2.diffusion(x, t))
-
-
-def test_save_load_round_trip(tmp_path):
-    torch.manual_seed(1)
-    m = NeuralSDE(D, hidden=9, depth=2, time_encoding="sinusoidal", sigma_init=0.3).double()
-    path = save_model(m, tmp_path / "sub" / "model.pt")
-    assert sorted(p.name for p in path.parent.iterdir()) == ["model.pt"]  # no temp files left
-    m2 = load_model(path)
-    assert type(m2) is NeuralSDE and m2.config() == m.config()
-    assert m2.drift_net[0].weight.dtype == torch.float64
-    x, t = _x_t()
-    assert torch.equal(m.drift(x, t), m2.drift(x, t))  # same weights, same dtype: bit-exact
-    assert torch.equal(m.diffusion(x, t), m2.diffusion(x, t))
-
-
-def test_save_and_load_errors(tmp_path):
-    class Unregistered(SDEModel):
-        def config(self):
-            return {}
-
-    with pytest.raises(TypeError, match=r"registered SDEModel.*got Unregistered"):
-        save_model(Unregistered(), tmp_path / "x.pt")
-    torch.save({"class": "Nope", "config": {}, "state_dict": {}}, tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match="model class 'Nope' is not registered; known:"):
-        load_model(tmp_path / "bad.pt")
-    assert {"NeuralSDE", "RandomWalk", "LinearSDE", "DriftOnlyMLP"} <= set(registered_models())
 
 
 def test_torchsde_interface():

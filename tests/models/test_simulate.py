@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchsde
 
-from sde_utils.models.neural import SDEModel
+from sde_utils.models.base import SDEModel
 from sde_utils.models.simulate import (
     GridBrownian,
     brownian_noise,
@@ -302,7 +302,7 @@ def test_torchsde_brownian_interval_is_accepted():
 def test_bad_inputs():
     model = OU(A, B, SIGMA)
     x0 = torch.tensor(X0)
-    with pytest.raises(ValueError, match="n_steps must be >= 1"):
+    with pytest.raises(ValueError, match="n_steps must be an int >= 1, got 0"):
         simulate(model, x0, n_steps=0)
     with pytest.raises(TypeError, match="n_steps must be an int"):
         simulate(model, x0, n_steps=2.0)
@@ -313,7 +313,7 @@ def test_bad_inputs():
         simulate(model, x0, n_steps=2, dt=float("inf"))
     with pytest.raises(ValueError, match=r"method='heun' is not allowed.*euler"):
         simulate(model, x0, n_steps=2, method="heun")
-    with pytest.raises(ValueError, match="n_paths must be >= 1"):
+    with pytest.raises(ValueError, match="n_paths must be an int >= 1, got 0"):
         simulate(model, x0, n_steps=2, n_paths=0)
     with pytest.raises(ValueError, match=r"noise must have shape.*\(2, 3, 2\)"):
         simulate(model, x0, n_steps=2, n_paths=3, noise=torch.zeros(2, 2, 2))
@@ -323,7 +323,15 @@ def test_bad_inputs():
         simulate(MatrixNoise(), x0, n_steps=2, method="milstein")
     with pytest.raises(ValueError, match="bm must have shape"):
         simulate(model, x0, n_steps=2, bm=GridBrownian(time_grid(2, 1.0), torch.zeros(2, 5, 2)))
-    with pytest.raises(ValueError, match="n_steps must be >= 1"):
+    with pytest.raises(ValueError, match="n_steps must be an int >= 1, got 0"):
         euler_maruyama(model, x0, n_steps=0)
     with pytest.raises(ValueError, match="dt must be a finite number > 0"):
         drift_path(model, x0, 3, dt=0.0)
+    with pytest.raises(ValueError, match="seed must be an int >= 0"):
+        simulate(model, x0, n_steps=2, seed=-1)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        euler_maruyama(model, x0, n_steps=2, seed=True)
+    with pytest.raises(ValueError, match="t0 must be a finite number, got nan"):
+        drift_path(model, x0, 3, t0=float("nan"))
+    with pytest.raises(ValueError, match="batch must be an int >= 1, got 0"):
+        brownian_noise(2, 0, 2, seed=0)

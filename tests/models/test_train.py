@@ -1,4 +1,4 @@
-"""Tests of sde_utils.models.train: losses, fit, History, checkpoints/resume, guards, errors.
+"""Tests of sde_utils.models.train: fit, History, checkpoints/resume, guards, errors.
 
 All in float64 with fixed seeds; fits use small nets and few epochs to stay fast.
 """
@@ -10,20 +10,13 @@ import math
 
 import numpy as np
 import pytest
-import scipy.stats
 import torch
 
 from sde_utils.models.baselines import DriftOnlyMLP, LinearSDE, RandomWalk
+from sde_utils.models.checkpoint import CHECKPOINT_NAME
+from sde_utils.models.losses import evaluate_losses
 from sde_utils.models.neural import NeuralSDE
-from sde_utils.models.train import (
-    CHECKPOINT_NAME,
-    History,
-    diffusion_loss,
-    drift_loss,
-    evaluate_losses,
-    fit,
-    total_loss,
-)
+from sde_utils.models.train import History, fit
 
 DT = 0.5
 A_TRUE = torch.tensor([[-1.0, 0.3], [-0.2, -0.5]], dtype=torch.float64)  # stable
@@ -65,79 +58,6 @@ def comparable(h: History) -> dict:
     d = h.to_dict()
     d.pop("seconds")  # wall time, the only field that may differ
     return d
-
-
-# ----------------------------------------------------------------------------- losses
-
-
-def _linear(mu, sigma):
-    m = LinearSDE(2).double()
-    m.b.copy_(torch.tensor(mu, dtype=torch.float64))
-    m.sigma_diag.copy_(torch.tensor(sigma, dtype=torch.float64))
-    return m  # drift = x @ 0 + mu, diffusion = sigma
-
-
-TINY_X0 = torch.tensor([[0.0, 1.0], [2.0, -1.0]], dtype=torch.float64)
-TINY_X1 = torch.tensor([[1.0, 1.0], [2.0, 1.0]], dtype=torch.float64)
-TINY_T0 = torch.zeros(2, dtype=torch.float64)
-
-
-def test_losses_hand_computed():
-    """mu = (2, -2), sigma = (1, 2), dt = 0.5: mu dt = (1, -1), so the residuals
-    x1 - x0 - mu dt are (0, 1) and (-1, 3).
-    drift: mean over samples of the sum over dims = ((0 + 1) + (1 + 9)) / 2 = 5.5.
-    NLL per element: 0.5 log(2 pi) + log sigma + 0.5 log dt + r^2 / (2 sigma^2 dt); with
-    dt = 0.5 the last term is r^2 / sigma^2: 0, 1/4, 1, 9/4 (mean 0.875); mean log sigma is
-    log(2) / 2, which cancels 0.5 log(0.5). So diffusion = 0.5 log(2 pi) + 0.875."""
-    m = _linear([2.0, -2.0], [1.0, 2.0])
-    ld = drift_loss(m, TINY_X0, TINY_T0, TINY_X1, 0.5)
-    ln = diffusion_loss(m, TINY_X0, TINY_T0, TINY_X1, 0.5)
-    assert ld.item() == pytest.approx(5.5, abs=1e-15)  # exact in binary but for rounding
-    assert ln.item() == pytest.approx(0.5 * math.log(2 * math.pi) + 0.875, abs=1e-15)
-    tot = total_loss(m, TINY_X0, TINY_T0, TINY_X1, 0.5, lam=0.3)
-    assert tot.item() == pytest.approx(5.5 + 0.3 * (0.5 * math.log(2 * math.pi) + 0.875), abs=1e-14)
-    ev = evaluate_losses(m, TINY_X0, TINY_T0, TINY_X1, 0.5, lam=0.3, batch_size=1)
-    assert ev["drift"] == pytest.approx(5.5, abs=1e-14)
-    assert ev["total"] == pytest.approx(tot.item(), abs=1e-14)
-
-
-def test_nll_equals_gaussian_logpdf():
-    """The diffusion loss is -mean log N(x1; x0 + mu dt, sigma^2 dt) for a state-dependent
-    sigma (scipy's closed-form density; float64 rounding only)."""
-    g = torch.Generator().manual_seed(0)
-    x0 = torch.randn(200, 2, generator=g, dtype=torch.float64)
-    x1 = x0 + 0.4 * torch.randn(200, 2, generator=g, dtype=torch.float64)
-    t0 = torch.rand(200, generator=g, dtype=torch.float64) * 10
-    m = small_model(seed=5, sigma_init=0.5)
-    with torch.no_grad():
-        m.diffusion_net[-1].weight.normal_(
-            0.0, 1.0, generator=g
-        )  # make sigma clearly state-dependent
-        mu, sigma = m.drift(x0, t0), m.diffusion(x0, t0)
-        ln = diffusion_loss(m, x0, t0, x1, 0.7)
-    assert sigma.std() > 0.05
-    ref = -scipy.stats.norm.logpdf(
-        x1.numpy(), loc=(x0 + mu * 0.7).numpy(), scale=(sigma * math.sqrt(0.7)).numpy()
-    ).mean()
-    assert ln.item() == pytest.approx(ref, rel=1e-12)
-
-
-def test_drift_is_trained_by_the_nll_too():
-    """Decision documented in diffusion_loss: the drift is not detached inside the NLL."""
-    m = small_model()
-    diffusion_loss(m, TINY_X0, TINY_T0, TINY_X1, 0.5).backward()
-    assert m.drift_net[0].weight.grad.abs().sum() > 0
-    assert m.diffusion_net[0].weight.grad.abs().sum() > 0
-
-
-def test_evaluate_losses_independent_of_batch_size(small):
-    (x0, t0, x1), _ = small
-    m = small_model()
-    full = evaluate_losses(m, x0, t0, x1, DT, lam=2.0, batch_size=10**6)
-    parts = evaluate_losses(m, x0, t0, x1, DT, lam=2.0, batch_size=37)  # 37 does not divide N
-    for k in ("total", "drift", "diffusion"):
-        assert parts[k] == pytest.approx(full[k], rel=1e-12)  # weighted means: rounding only
-    assert full["total"] == pytest.approx(full["drift"] + 2.0 * full["diffusion"], rel=1e-14)
 
 
 # ----------------------------------------------------------------------------- recovery
@@ -428,7 +348,9 @@ def test_bad_loss_stops_and_restores_best(small, tmp_path, poison, reason):
         ({"weight_decay": -1e-4}, ValueError, r"weight_decay must be a finite number >= 0"),
         ({"grad_clip": 0.0}, ValueError, r"grad_clip must be a finite number > 0"),
         ({"patience": 0}, ValueError, r"patience must be an int >= 1, got 0"),
-        ({"seed": -1}, ValueError, r"seed must be an int >= 0, got -1"),
+        ({"seed": -1}, ValueError, r"seed must be an int >= 0 and <= \S+, got -1"),
+        ({"seed": True}, TypeError, r"seed must be an int >= 0 and <= \S+, got True \(bool\)"),
+        ({"lam": "1"}, TypeError, r"lam must be a finite number >= 0, got '1' \(str\)"),
         ({"max_loss": 0.0}, ValueError, r"max_loss must be a finite number > 0"),
         ({"callback": 3}, TypeError, r"callback must be callable or None, got 3"),
         ({"train": "x"}, TypeError, r"train must be a tuple \(x0 \(N, d\), t0 \(N,\), x1"),

@@ -8,17 +8,18 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from sde_utils.analysis.paper_figures import AnswerProcess, DriftField, drift_field  # noqa: E402
+from sde_utils.analysis.app_b import AnswerProcess  # noqa: E402
+from sde_utils.analysis.paper_figures import DriftField, drift_field  # noqa: E402
 from sde_utils.models.baselines import LinearSDE  # noqa: E402
 from sde_utils.models.train import History  # noqa: E402
+from sde_utils.plots.app_b import plot_answer_process  # noqa: E402
+from sde_utils.plots.labels import token_labels  # noqa: E402
 from sde_utils.plots.paper import (  # noqa: E402
     plot_actual_vs_predicted,
-    plot_answer_process,
     plot_drift_and_diffusion,
     plot_drift_pairs_and_uncertainty,
     plot_importance_attention,
     plot_trajectories_with_words,
-    token_labels,
 )
 from sde_utils.plots.style import ACTUAL, PREDICTED, savefig, use_style  # noqa: E402
 from sde_utils.plots.training import plot_losses, plot_paths_vs_real  # noqa: E402

@@ -11,7 +11,7 @@ import torch
 from scipy.stats import norm
 from toy_models import ToyLinear
 
-from sde_utils.models.neural import SDEModel
+from sde_utils.models.base import SDEModel
 from sde_utils.theory import (
     euler_chain_moments,
     expected_V,

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from toy_models import ToyLinear
 
-from sde_utils.models.neural import SDEModel
+from sde_utils.models.base import SDEModel
 from sde_utils.theory import (
     elementary_symmetric_log,
     euler_maruyama_path,

@@ -9,8 +9,8 @@ import pytest
 import torch
 from scipy.stats import norm
 
+from sde_utils.models.base import SDEModel
 from sde_utils.models.baselines import LinearSDE, RandomWalk
-from sde_utils.models.neural import SDEModel
 from sde_utils.models.simulate import simulate
 from sde_utils.theory import (
     euler_chain_moments,
@@ -24,7 +24,6 @@ from sde_utils.theory.report import (
     ALPHA_3SE,
     agreement,
     bracket_table,
-    drift_diffusion_at,
     flatten_paths,
     lv_bound_check,
     lyapunov_centre,
@@ -265,10 +264,12 @@ def test_bracket_table_rows_and_uncertified_entries():
     assert np.isnan(table.loc[("sine", "K"), "ratio"])
 
 
-def test_drift_diffusion_at_evaluates_in_float64():
-    model = linear_model().float()
-    x = np.random.default_rng(9).normal(size=(5, 2))
-    mu, sg = drift_diffusion_at(model, x, np.arange(5.0))
-    assert mu.dtype == np.float64 and sg.shape == (5, 2)
-    np.testing.assert_allclose(mu, x @ A2.T + B2, rtol=1e-6)  # weights stored in float32
-    np.testing.assert_allclose(sg, np.broadcast_to(S2, (5, 2)), rtol=1e-6)
+def test_report_arguments_use_the_shared_checks():
+    with pytest.raises(ValueError, match=r"alpha must lie in \(0, 1\), got 1.5"):
+        agreement([0.0], alpha=1.5)
+    with pytest.raises(ValueError, match="dt must be a finite number > 0, got 0"):
+        flatten_paths(np.zeros((3, 2, 2)), dt=0)
+    with pytest.raises(TypeError, match="t0 must be a finite number"):
+        flatten_paths(np.zeros((3, 2, 2)), t0="0")
+    with pytest.raises(ValueError, match="atol must be a finite number >= 0"):
+        z_scores([1.0], [1.0], [0.0], atol=-1.0)

@@ -1,9 +1,16 @@
-"""Small models that follow the model contract, shared by the theory tests (float64)."""
+"""Small models that follow the model contract, shared by the theory tests (float64).
+
+They are built here (no NeuralSDE import) so the theory checks are tested against the
+contract of :class:`sde_utils.models.base.SDEModel`, not against one implementation.
+"""
 
 import torch
 from torch import nn
 
-from sde_utils.models.neural import SDEModel
+from sde_utils.models.base import SDEModel
+
+F64 = torch.float64
+ACT = {"tanh": nn.Tanh, "relu": nn.ReLU, "silu": nn.SiLU, "softplus": nn.Softplus}
 
 
 class ToyLinear(SDEModel):
@@ -25,3 +32,59 @@ class ToyLinear(SDEModel):
 
     def diffusion(self, x, t):
         return self.sigma.expand(x.shape[0], -1)
+
+
+def mlp(n_in, hidden, n_out, depth, act):
+    layers = [nn.Linear(n_in, hidden), ACT[act]()]
+    for _ in range(depth - 1):
+        layers += [nn.Linear(hidden, hidden), ACT[act]()]
+    return nn.Sequential(*layers, nn.Linear(hidden, n_out))
+
+
+class ToyNeuralSDE(SDEModel):
+    """The NeuralSDE contract: drift_net / diffusion_net on [x, time features]."""
+
+    def __init__(self, d, hidden=16, depth=2, act="tanh", sigma_floor=1e-3, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.state_dim, self.n_time_features, self.sigma_floor = d, 2, sigma_floor
+        self.drift_net = mlp(d + 2, hidden, d, depth, act)
+        self.diffusion_net = mlp(d + 2, hidden, d, depth, act)
+        self.double()
+
+    def time_features(self, t):
+        t = t.reshape(-1, 1)
+        return torch.cat([t / 10.0, torch.sin(t)], dim=-1)
+
+    def _z(self, x, t):
+        return torch.cat([x, self.time_features(t).to(x.dtype)], dim=-1)
+
+    def drift(self, x, t):
+        return self.drift_net(self._z(x, t))
+
+    def diffusion(self, x, t):
+        return nn.functional.softplus(self.diffusion_net(self._z(x, t))) + self.sigma_floor
+
+
+class SineModel(SDEModel):
+    """No recognised structure: mu = sin(x), sigma = 0.5 + 0.1 tanh(x)."""
+
+    state_dim = 2
+
+    def drift(self, x, t):
+        return torch.sin(x)
+
+    def diffusion(self, x, t):
+        return 0.5 + 0.1 * torch.tanh(x)
+
+
+def linear_sde(A, b, sigma):
+    """A float64 :class:`~sde_utils.models.baselines.LinearSDE` with the given A, b, sigma
+    (the model the notebooks fit as ``linear_ou``)."""
+    from sde_utils.models.baselines import LinearSDE
+
+    model = LinearSDE(len(b)).double()
+    model.A.copy_(torch.as_tensor(A, dtype=torch.float64))
+    model.b.copy_(torch.as_tensor(b, dtype=torch.float64))
+    model.sigma_diag.copy_(torch.as_tensor(sigma, dtype=torch.float64))
+    return model

@@ -1,0 +1,403 @@
+"""Building a trajectory store (the format is in :mod:`sde_utils.extraction.store`).
+
+:func:`build_store` works chunk by chunk in ``<root>/<run_id>.partial/``: every finished
+chunk is one file written under a temporary name and renamed, so an interrupted build
+(an exception, Ctrl-C, a killed process) resumes without redoing finished chunks and never
+leaves a half-written file; the final files are assembled there and the folder is renamed
+into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import logging
+import math
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from sde_utils.checks import check_int
+from sde_utils.extraction.store import (
+    FORMAT_VERSION,
+    SPLITS,
+    STEP_FIELDS,
+    CorruptStoreError,
+    NonFiniteStatesError,
+    load_store,
+    store_root,
+)
+from sde_utils.extraction.store_inputs import (
+    check_items,
+    check_outputs,
+    dumps,
+    items_hash,
+    normalise_params,
+)
+from sde_utils.io import atomic_write
+
+logger = logging.getLogger(__name__)
+
+_HOISTED_PARAMS = ("source", "model", "embedding_kind", "layer", "seed")
+_META_KEYS = frozenset(
+    {
+        "run_id",
+        "format_version",
+        "params",
+        "items_hash",
+        "n_sequences",
+        "n_tokens",
+        "dim",
+        "dtype",
+        "split_sizes",
+        "columns",
+        "package_versions",
+        "content_hash",
+    }
+)
+_VERSIONED_PACKAGES = ("numpy", "pandas", "pyarrow", "torch", "transformers", "datasets")
+_RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+EmbedFn = Callable[[list[dict]], list[Mapping[str, Any]]]
+
+
+def _file_sha256(h: Any, path: Path) -> None:
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+
+
+def _package_versions() -> dict[str, str]:
+    import sde_utils
+
+    out = {"sde_utils": sde_utils.__version__}
+    for name in _VERSIONED_PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _check_run_id(run_id: Any) -> str:
+    if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id):
+        raise ValueError(
+            f"run_id must be a non-empty name of letters, digits, '_', '.', '-' (starting "
+            f"with a letter or digit), got {run_id!r}"
+        )
+    if run_id.endswith(".partial") or ".stale-" in run_id:
+        raise ValueError(f"run_id {run_id!r} clashes with the store's temporary folder names")
+    return run_id
+
+
+def _mismatch(stored: Mapping[str, Any], want: Mapping[str, Any]) -> str | None:
+    """Why a stored meta/manifest does not match the requested build (None: it matches)."""
+    if stored.get("format_version") != FORMAT_VERSION:
+        return f"format_version {stored.get('format_version')!r} != {FORMAT_VERSION}"
+    sp, wp = stored.get("params"), want["params"]
+    if sp != wp:
+        if isinstance(sp, dict):
+            keys = sorted(k for k in set(sp) | set(wp) if sp.get(k, ...) != wp.get(k, ...))
+            diff = ", ".join(
+                f"{k}: stored {sp.get(k, '<absent>')!r} -> {wp.get(k, '<absent>')!r}" for k in keys
+            )
+            return f"params differ ({diff})"
+        return f"stored params {sp!r} are not a mapping"
+    if stored.get("items_hash") != want["items_hash"]:
+        return (
+            f"the items differ ({stored.get('n_sequences', stored.get('n_items'))} stored, "
+            f"{want['n_items']} requested, different content)"
+        )
+    if "chunk_size" in want and stored.get("chunk_size") != want["chunk_size"]:
+        return f"chunk_size {stored.get('chunk_size')!r} -> {want['chunk_size']!r}"
+    return None
+
+
+def _chunk_path(partial: Path, k: int) -> Path:
+    return partial / f"chunk_{k:06d}.npz"
+
+
+def _write_chunk(path: Path, states: np.ndarray, lengths: np.ndarray, records: list) -> None:
+    blob = np.frombuffer(dumps(records, separators=(",", ":")).encode("utf-8"), dtype=np.uint8)
+
+    def write(f: Any) -> None:
+        np.savez(f, states=states, lengths=lengths, dim=np.int64(states.shape[1]), records=blob)
+
+    atomic_write(path, write)
+
+
+# --- building ----------------------------------------------------------------------------------
+
+
+def build_store(
+    run_id: str,
+    items: Iterable[Mapping[str, Any]],
+    embed_fn: EmbedFn,
+    *,
+    params: Mapping[str, Any],
+    meta: Mapping[str, Any] | None = None,
+    chunk_size: int = 64,
+    root: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> Path:
+    """Build (or reuse, or resume) the store ``<root>/<run_id>/`` and return its path.
+
+    ``items``: one dict per sequence with at least ``conv_id`` and ``split`` (one of
+    ``train/val/test``; a conversation in two splits is an error), usually ``pair_id`` and
+    ``prompt``; every field is kept as a column. ``embed_fn(items_of_one_chunk)`` returns one
+    dict per item with ``states`` ((L, d) array or tensor, finite), ``token_ids`` and
+    ``tokens`` (length L), optionally ``entropy`` and ``logprob`` (length L) and extra
+    scalar fields. ``params``: everything that determines the numbers (JSON
+    serialisable); an existing store, or partial build, is reused only if its ``params``
+    and items match, otherwise it is recomputed (and the reason logged). ``meta``: extra
+    descriptive fields for ``meta.json``.
+
+    Raises :class:`NonFiniteStatesError` naming the sequences (their ``pair_id``) whose states
+    hold NaN or inf; chunks finished before it are kept for the next run.
+    """
+    run_id = _check_run_id(run_id)
+    if not callable(embed_fn):
+        raise TypeError(f"embed_fn must be callable, got {embed_fn!r}")
+    chunk_size = check_int("chunk_size", chunk_size, minimum=1)
+    user_meta = dict(meta or {})
+    clash = sorted(_META_KEYS & set(user_meta))
+    if clash:
+        raise ValueError(f"meta keys {clash} are reserved for the store; rename them")
+    dumps(user_meta)  # fail early if meta cannot be written
+    items = check_items(items)
+    want = {
+        "format_version": FORMAT_VERSION,
+        "params": normalise_params(params),
+        "items_hash": items_hash(items),
+        "n_items": len(items),
+    }
+    root = store_root(root)
+    final = root / run_id
+    partial = root / f"{run_id}.partial"
+    for stale in root.glob(f"{run_id}.stale-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+    if _reusable(final, want):
+        return final
+    manifest = {**want, "chunk_size": chunk_size}
+    _prepare_partial(partial, manifest)
+    n_chunks = math.ceil(len(items) / chunk_size)
+    _build_chunks(partial, run_id, items, embed_fn, chunk_size, n_chunks, progress)
+    out_meta = _assemble(partial, run_id, items, n_chunks, want, user_meta)
+    _swap_into_place(partial, final, root / f"{run_id}.stale-{os.getpid()}")
+    logger.info(
+        "wrote store %s: %d sequences, %d tokens, d=%d",
+        final,
+        out_meta["n_sequences"],
+        out_meta["n_tokens"],
+        out_meta["dim"],
+    )
+    return final
+
+
+def _reusable(final: Path, want: Mapping[str, Any]) -> bool:
+    """Whether the finished store ``final`` exists and matches the request (else it is
+    rebuilt; the reason is logged)."""
+    if final.exists():
+        try:
+            stored = load_store(final).meta
+        except (CorruptStoreError, FileNotFoundError) as err:
+            logger.warning("store %s is unreadable (%s); recomputing it", final, err)
+        else:
+            reason = _mismatch(stored, want)
+            if reason is None:
+                logger.info("reusing store %s (params and items match)", final)
+                return True
+            logger.warning("store %s does not match the request: %s; recomputing", final, reason)
+    return False
+
+
+def _prepare_partial(partial: Path, manifest: Mapping[str, Any]) -> None:
+    """Keep a partial build that matches ``manifest`` (discard one that does not), remove
+    its leftover temporary files and write the manifest of a new one."""
+    if partial.exists():
+        try:
+            stored_manifest = json.loads((partial / "manifest.json").read_text())
+            reason = _mismatch(stored_manifest, manifest)
+        except (OSError, ValueError) as err:
+            reason = f"its manifest is unreadable ({err})"
+        if reason is not None:
+            logger.warning("discarding partial build %s: %s", partial, reason)
+            shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    for tmp in partial.glob(".*.tmp"):
+        tmp.unlink()
+    if not (partial / "manifest.json").exists():
+        atomic_write(partial / "manifest.json", lambda f: f.write(dumps(manifest)), "w")
+
+
+def _build_chunks(
+    partial: Path,
+    run_id: str,
+    items: list[dict],
+    embed_fn: EmbedFn,
+    chunk_size: int,
+    n_chunks: int,
+    progress: bool,
+) -> None:
+    """Run ``embed_fn`` on every chunk not yet in ``partial`` and write each one."""
+    todo = [k for k in range(n_chunks) if not _chunk_path(partial, k).exists()]
+    if len(todo) < n_chunks:
+        logger.info(
+            "resuming %s: %d of %d chunks already done", run_id, n_chunks - len(todo), n_chunks
+        )
+    dim = _partial_dim(partial, n_chunks)
+    with tqdm(
+        total=n_chunks,
+        initial=n_chunks - len(todo),
+        desc=f"store {run_id}",
+        unit="chunk",
+        disable=not progress,
+    ) as bar:
+        for k in todo:
+            first = k * chunk_size
+            chunk = items[first : first + chunk_size]
+            outputs = embed_fn([dict(it) for it in chunk])
+            try:
+                states, lengths, records = check_outputs(outputs, chunk, first, dim)
+            except NonFiniteStatesError as err:
+                raise NonFiniteStatesError(
+                    f"{err} (chunk {k} of {n_chunks}; finished chunks are kept in {partial})"
+                ) from None
+            dim = states.shape[1]
+            _write_chunk(_chunk_path(partial, k), states, lengths, records)
+            bar.update(1)
+
+
+def _swap_into_place(partial: Path, final: Path, stale: Path) -> None:
+    """Rename the finished ``partial`` folder to ``final``, replacing an older store."""
+    if final.exists():
+        os.replace(final, stale)
+        os.replace(partial, final)
+        shutil.rmtree(stale, ignore_errors=True)
+    else:
+        os.replace(partial, final)
+
+
+def _partial_dim(partial: Path, n_chunks: int) -> int | None:
+    for k in range(n_chunks):
+        path = _chunk_path(partial, k)
+        if path.exists():
+            with np.load(path) as z:
+                return int(z["dim"])
+    return None
+
+
+def _assemble(
+    partial: Path,
+    run_id: str,
+    items: list[dict],
+    n_chunks: int,
+    want: Mapping[str, Any],
+    user_meta: Mapping[str, Any],
+) -> dict:
+    """Write embeddings.npy, sequences.parquet and meta.json in ``partial`` from its chunks."""
+    lengths, dims = [], set()
+    for k in range(n_chunks):
+        with np.load(_chunk_path(partial, k)) as z:
+            lengths.append(z["lengths"])
+            dims.add(int(z["dim"]))
+    if len(dims) != 1:
+        raise CorruptStoreError(f"chunks in {partial} disagree on the state dimension: {dims}")
+    dim = dims.pop()
+    length = np.concatenate(lengths)
+    if len(length) != len(items):
+        raise CorruptStoreError(
+            f"chunks in {partial} hold {len(length)} sequences, expected {len(items)}"
+        )
+    offset = np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64)
+    n_tokens = int(length.sum())
+
+    records: list[dict] = []
+    tmp_emb = partial / ".embeddings.npy.tmp"
+    emb = np.lib.format.open_memmap(tmp_emb, mode="w+", dtype=np.float32, shape=(n_tokens, dim))
+    pos = 0
+    for k in range(n_chunks):
+        with np.load(_chunk_path(partial, k)) as z:
+            states = z["states"]
+            emb[pos : pos + len(states)] = states
+            pos += len(states)
+            records.extend(json.loads(z["records"].tobytes().decode("utf-8")))
+    emb.flush()
+    del emb
+    os.replace(tmp_emb, partial / "embeddings.npy")
+
+    table = _sequence_table(items, records, offset, length)
+    atomic_write(partial / "sequences.parquet", lambda f: pq.write_table(table, f))
+
+    h = hashlib.sha256()
+    _file_sha256(h, partial / "embeddings.npy")
+    _file_sha256(h, partial / "sequences.parquet")
+    splits = np.array([it["split"] for it in items])
+    split_sizes = {
+        s: {"sequences": int((splits == s).sum()), "tokens": int(length[splits == s].sum())}
+        for s in SPLITS
+    }
+    hoisted = {k: want["params"][k] for k in _HOISTED_PARAMS if k in want["params"]}
+    out_meta = {
+        **hoisted,
+        **user_meta,
+        "run_id": run_id,
+        "format_version": FORMAT_VERSION,
+        "params": want["params"],
+        "items_hash": want["items_hash"],
+        "n_sequences": len(items),
+        "n_tokens": n_tokens,
+        "dim": dim,
+        "dtype": "float32",
+        "split_sizes": split_sizes,
+        "columns": table.column_names,
+        "package_versions": _package_versions(),
+        "content_hash": "sha256:" + h.hexdigest(),
+    }
+    atomic_write(partial / "meta.json", lambda f: f.write(dumps(out_meta, indent=2)), "w")
+    return out_meta
+
+
+def _sequence_table(
+    items: list[dict], records: list[dict], offset: np.ndarray, length: np.ndarray
+) -> pa.Table:
+    n = len(items)
+    cols: dict[str, pa.Array] = {
+        "seq_id": pa.array(np.arange(n, dtype=np.int64)),
+        "pair_id": pa.array(
+            [str(it["pair_id"]) if "pair_id" in it else None for it in items], pa.string()
+        ),
+        "conv_id": pa.array([str(it["conv_id"]) for it in items], pa.string()),
+        "split": pa.array([it["split"] for it in items], pa.string()),
+        "offset": pa.array(offset, pa.int64()),
+        "length": pa.array(length, pa.int64()),
+        "prompt": pa.array([it.get("prompt") for it in items], pa.string()),
+        "token_ids": pa.array([r["token_ids"] for r in records], pa.list_(pa.int64())),
+        "tokens": pa.array([r["tokens"] for r in records], pa.list_(pa.string())),
+    }
+    for field in STEP_FIELDS:
+        if any(field in r for r in records):
+            cols[field] = pa.array([r.get(field) for r in records], pa.list_(pa.float64()))
+    item_keys = list(dict.fromkeys(k for it in items for k in it))
+    extra_keys = list(dict.fromkeys(k for r in records for k in r["extra"]))
+    sources = [(k, [it.get(k) for it in items]) for k in item_keys if k not in cols]
+    sources += [(k, [r["extra"].get(k) for r in records]) for k in extra_keys]
+    for key, values in sources:
+        try:
+            cols[key] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise TypeError(f"column {key!r} mixes types that parquet cannot store: {err}") from err
+    return pa.table(cols)
+
+
+__all__ = ["EmbedFn", "build_store"]

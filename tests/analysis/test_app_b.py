@@ -1,0 +1,124 @@
+"""Paper App. B (figure 7) on a fake LLM whose embeddings are known: closed forms for the
+averaged question state and the decoded tokens."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sde_utils.analysis.app_b import (
+    AnswerProcess,
+    answer_overlap,
+    answer_process,
+    answer_table,
+    figure7_record,
+    is_word,
+)
+from sde_utils.models.baselines import LinearSDE
+from sde_utils.models.features import FeatureMap
+
+EXACT = 1e-12  # float64 arithmetic on O(1) numbers: only rounding separates the two sides
+
+
+def test_answer_process_closed_form(fake_llm, fake_tokenizer, fake_vocab):
+    D = 16
+    weight = np.random.default_rng(5).normal(size=(len(fake_vocab), D))
+    llm, tok = fake_llm(weight), fake_tokenizer(fake_vocab)
+    features = FeatureMap(pca_dim=None, standardize=False).fit(weight)  # exact inverse
+    sde = LinearSDE(D).double()  # zero drift: the drift path stays at Q_init
+    proc = answer_process(llm, tok, features, sde, n_steps=6, n_samples=2, top_k=2, seed=3)
+    assert proc.question_tokens == ["What", "Ġis", "Ġthe", "Ġcapital", "Ġof", "ĠFrance"]  # no "?"
+    assert proc.answer_tokens == ["The", "Ġcapital", "Ġof", "ĠFrance", "Ġis", "ĠParis"]  # no "."
+    q_init = weight[:6].mean(axis=0)
+    np.testing.assert_allclose(proc.z_init, features.transform(q_init[None])[0], atol=EXACT)
+    assert proc.drift.shape == (7, D) and proc.samples.shape == (7, 2, D)
+    np.testing.assert_allclose(proc.drift, np.tile(proc.z_init, (7, 1)), atol=EXACT)
+    assert len(proc.decoded_drift) == 7 and len(proc.decoded_samples) == 2
+    # Q_init decodes to its nearest rows by cosine
+    cos = weight @ q_init / (np.linalg.norm(weight, axis=1) * np.linalg.norm(q_init))
+    assert [t for t, _ in proc.decoded_drift[0]] == [fake_vocab[i] for i in np.argsort(-cos)[:2]]
+
+    stats = answer_overlap(proc)
+    # the exact inverse keeps every answer token its own nearest neighbour (cosine 1)
+    assert stats["roundtrip_hits"] == stats["n_answer_tokens"] == 6
+    assert stats["answer_words"] == ["capital", "france", "is", "of", "paris", "the"]
+    nearest = {fake_vocab[i].lstrip("Ġ").lower() for i in np.argsort(-cos)[:2]}
+    expected = ["the", "capital", "of", "france", "is", "paris"]
+    assert stats["step_hits"] == [s for s in range(1, 7) if expected[s - 1] in nearest]
+    assert stats["drift_overlap"] == pytest.approx(len(nearest & set(expected)) / 6)
+    with_words = FeatureMap(pca_dim=None, standardize=False).fit(weight[:, :8])
+    with pytest.raises(ValueError, match="input'-kind store"):
+        answer_process(llm, tok, with_words, sde)
+
+
+def test_answer_overlap_counts():
+    z = np.zeros((3, 2))
+    proc = AnswerProcess(
+        question="q",
+        answer="a",
+        question_tokens=["Ġis"],
+        answer_tokens=["The", "ĠParis"],
+        z_question=z[:1],
+        z_init=np.array([1.0, 0.0]),
+        z_answer=np.array([[1.0, 0.0], [0.0, 1.0]]),
+        drift=np.array([[1.0, 0.0], [2.0, 0.0], [0.0, -3.0]]),
+        samples=np.zeros((3, 1, 2)),
+        decoded_drift=[[("x", 1.0)], [("Ġthe", 0.9), ("Ġis", 0.8)], [("ĠRome", 0.7)]],
+        decoded_samples=[[[("x", 1.0)], [("Paris", 0.5)], [("y", 0.1)]]],
+        decoded_roundtrip=[[("The", 1.0)], [("ĠLondon", 0.9)]],
+        top_k=2,
+        dt=1.0,
+        seed=0,
+    )
+    stats = answer_overlap(proc)
+    assert stats["step_hits"] == [1]  # "the" at step 1, not "paris" at step 2
+    assert stats["drift_overlap"] == 0.5 and stats["sample_overlap"] == 0.5
+    assert stats["roundtrip_hits"] == 1
+    assert stats["question_word_share"] == pytest.approx(1 / 3)  # "is" of {the, is, rome}
+    assert stats["cos_to_answer_drift"] == pytest.approx([1.0, -1.0])
+    assert stats["cos_to_answer_init"] == pytest.approx([1.0, 0.0])
+
+
+def test_is_word():
+    assert is_word(" Paris") and is_word("42") and not is_word(" ?") and not is_word("  ")
+
+
+def _two_step_process(decoded_drift) -> AnswerProcess:
+    return AnswerProcess(
+        question="q",
+        answer="a",
+        question_tokens=["Ġis"],
+        answer_tokens=["The", "ĠParis"],
+        z_question=np.zeros((1, 2)),
+        z_init=np.array([1.0, 0.0]),
+        z_answer=np.array([[1.0, 0.0], [0.0, 1.0]]),
+        drift=np.zeros((3, 2)),
+        samples=np.zeros((3, 1, 2)),
+        decoded_drift=decoded_drift,
+        decoded_samples=[[[("x", 1.0)], [("y", 0.5)], [("z", 0.1)]]],
+        decoded_roundtrip=[[("The", 1.0)], [("ĠParis", 0.9)]],
+        top_k=2,
+        dt=1.0,
+        seed=0,
+    )
+
+
+def test_answer_table_expected_against_decoded():
+    proc = _two_step_process([[("x", 1.0)], [("Ġthe", 0.9), ("Ġa", 0.8)], [("ĠRome", 0.7)]])
+    table = answer_table(proc, 6)
+    assert list(table.index) == ["A_1", "A_2"]  # as many steps as answer tokens
+    assert list(table["expected"]) == ["The", " Paris"]
+    assert list(table["drift path"]) == [" the |  a", " Rome"]
+
+
+def test_figure7_record_says_no_and_yes_from_the_numbers():
+    missed = figure7_record(_two_step_process([[("x", 1.0)], [("Ġthe", 0.9)], [("ĠRome", 0.7)]]))
+    assert missed["number"] == 7 and missed["finding"].startswith("No:")
+    assert "2-dimensional PCA" in missed["finding"]  # the state dimension of z_init
+    assert missed["numbers"]["n_step_hits"] == 1 and missed["numbers"]["decoded_q_init"] == ["x"]
+    hit = figure7_record(_two_step_process([[("x", 1.0)], [("The", 0.9)], [("ĠParis", 0.7)]]))
+    assert (
+        hit["finding"] == "Yes: every step decodes to the expected answer token within the top 2."
+    )
+    none = figure7_record(None)
+    assert none["numbers"] == {} and none["finding"].startswith("Not drawn")
