@@ -49,29 +49,34 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda fh: fh.write(text), mode="w")
 
 
-def to_jsonable(value: Any) -> Any:
+def to_jsonable(value: Any, *, keep_non_finite: bool = False) -> Any:
     """Results -> strict-JSON Python objects (the one conversion the project uses).
 
     Mappings become dicts with string keys, tuples lists, numpy arrays and torch tensors
     (nested) lists, numpy scalars Python numbers, complex numbers ``[real, imag]`` pairs,
     paths strings. Non-finite floats (NaN, inf) become ``None``, since strict JSON has no
     such values; a reader sees ``null`` where a number could not be computed.
+    ``keep_non_finite=True`` keeps them as floats (to find them before they are written).
     """
+    keep = keep_non_finite
     if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
+        return {str(k): to_jsonable(v, keep_non_finite=keep) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
+        return [to_jsonable(v, keep_non_finite=keep) for v in value]
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch tensor, without importing torch
         value = value.detach().cpu().numpy()
     if isinstance(value, np.ndarray):
         if np.iscomplexobj(value):
             value = np.stack([value.real, value.imag], axis=-1)
-        return to_jsonable(value.tolist())
+        return to_jsonable(value.tolist(), keep_non_finite=keep)
     if isinstance(value, (complex, np.complexfloating)):
-        return [to_jsonable(float(value.real)), to_jsonable(float(value.imag))]
+        return [
+            to_jsonable(float(value.real), keep_non_finite=keep),
+            to_jsonable(float(value.imag), keep_non_finite=keep),
+        ]
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value) and not keep:
         return None
     if isinstance(value, Path):
         return str(value)

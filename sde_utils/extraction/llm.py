@@ -12,6 +12,7 @@ token encoding and display in :mod:`~sde_utils.extraction.tokens`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -108,12 +109,13 @@ def load_gguf(path: Path):
     tokenizer, read from disk only. Returns ``(model in eval mode, tokenizer)``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(
-        path.parent, gguf_file=path.name, local_files_only=True
-    )
-    model = AutoModelForCausalLM.from_pretrained(
-        path.parent, gguf_file=path.name, dtype=torch.float32, local_files_only=True
-    )
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(
+            path.parent, gguf_file=path.name, local_files_only=True
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            path.parent, gguf_file=path.name, dtype=torch.float32, local_files_only=True
+        )
     return model.eval(), tokenizer
 
 
@@ -237,6 +239,25 @@ def _load_local(name_or_path: str | Path, *, dtype, attn_implementation, label: 
     return model, tokenizer
 
 
+@contextlib.contextmanager
+def quiet_transformers():
+    """Silence transformers' expected chatter while loading (weight-loading and GGUF
+    de-quantisation progress bars, "Writing model shards", info logs); its warnings and
+    errors still show. Restores the previous settings on exit."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def load_llm(
     name: str = DEFAULT_LLM,
     *,
@@ -264,6 +285,13 @@ def load_llm(
     The model is returned in eval mode.
     """
     label = check_str("name", str(name) if isinstance(name, Path) else name)
+    with quiet_transformers():
+        model, tokenizer = _load(label, dtype, attn_implementation, cache_dir)
+    model = model.to(_resolve_device(device)).eval()
+    return model, tokenizer
+
+
+def _load(label: str, dtype, attn_implementation: str, cache_dir):
     if label == DEFAULT_LLM:
         root = Path(cache_dir) if cache_dir is not None else paths.MODELS_DIR
         source = _ensure_default_cache(label, root)
@@ -276,8 +304,4 @@ def load_llm(
         )
     else:
         source = label
-    model, tokenizer = _load_local(
-        source, dtype=dtype, attn_implementation=attn_implementation, label=label
-    )
-    model = model.to(_resolve_device(device)).eval()
-    return model, tokenizer
+    return _load_local(source, dtype=dtype, attn_implementation=attn_implementation, label=label)

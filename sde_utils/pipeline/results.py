@@ -10,6 +10,7 @@ read these files to assert on what each notebook computed.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,8 +20,23 @@ from sde_utils import paths
 from sde_utils.io import atomic_write_text, to_jsonable
 
 
-def save_metrics(notebook: str, metrics: Mapping[str, Any], parameters: Mapping[str, Any]) -> Path:
-    """Write ``{"notebook", "run", "parameters", "metrics"}`` atomically; returns the path."""
+def _non_finite(value: Any, where: str = "") -> list[str]:
+    """Key paths of every NaN or infinite float in ``value`` (which JSON records as null)."""
+    if isinstance(value, Mapping):
+        return [p for k, v in value.items() for p in _non_finite(v, f"{where}/{k}")]
+    if isinstance(value, (list, tuple)):
+        return [p for i, v in enumerate(value) for p in _non_finite(v, f"{where}[{i}]")]
+    try:
+        return [] if math.isfinite(value) or isinstance(value, bool) else [where or "/"]
+    except TypeError:
+        return []
+
+
+def save_metrics(notebook: str, metrics: Mapping[str, Any], parameters: Mapping[str, Any]) -> None:
+    """Write ``{"notebook", "run", "parameters", "metrics"}`` atomically to
+    ``reports/metrics/<notebook>.json`` and print one line saying so (relative to the
+    output root, so no machine path lands in a notebook). Non-finite numbers are recorded
+    as null and listed in that line, never dropped silently."""
     if not notebook:
         raise ValueError("notebook name must be a non-empty string such as '03-train-sde'")
     path = paths.METRICS_DIR / f"{notebook}.json"
@@ -33,7 +49,15 @@ def save_metrics(notebook: str, metrics: Mapping[str, Any], parameters: Mapping[
         "parameters": to_jsonable(dict(parameters)),
         "metrics": to_jsonable(dict(metrics)),
     }
-    return atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
+    message = f"metrics saved: reports/metrics/{notebook}.json"
+    missing = _non_finite(to_jsonable(dict(metrics), keep_non_finite=True))
+    if missing:
+        shown = ", ".join(missing[:8]) + (
+            f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+        )
+        message += f"; {len(missing)} value(s) not finite, recorded as null: {shown}"
+    print(message)
 
 
 def notebook_parameters(

@@ -63,16 +63,14 @@ def plot_actual_vs_predicted(
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.8), sharex=True, sharey=True)
     left.plot(actual[:, i], actual[:, j], "-o", color=ACTUAL, ms=3, lw=1.3, label="actual")
     right.plot(actual[:, i], actual[:, j], "--", color="grey", lw=0.8, alpha=0.5, label="actual")
-    if samples is not None:
-        for p in range(samples.shape[1]):
-            right.plot(
-                samples[:, p, i],
-                samples[:, p, j],
-                color=PREDICTED,
-                lw=0.6,
-                alpha=0.25,
-                label="simulated paths" if p == 0 else None,
-            )
+    if samples is not None:  # the simulated states as a cloud, not a tangle of paths
+        cloud = samples[1:, :, [i, j]].reshape(-1, 2)
+        right.scatter(
+            cloud[:, 0], cloud[:, 1], s=5, color=PREDICTED, alpha=0.18, lw=0,
+            label=f"simulated states ({samples.shape[1]} paths)",
+        )  # fmt: skip
+        if samples.shape[1] >= 3:
+            _draw_region(right, samples[-1, :, [i, j]].T, level=0.9)
     right.plot(drift[:, i], drift[:, j], "-o", color=PREDICTED, ms=3, lw=1.8, label="drift path")
     for ax, path in ((left, actual), (right, drift)):
         ax.plot(*path[0, [i, j]], "o", color="black", ms=7, zorder=5, label="start")
@@ -92,6 +90,25 @@ def plot_actual_vs_predicted(
     fig.suptitle(title, fontweight="bold")
     fig.tight_layout()
     return fig
+
+
+def _draw_region(ax: plt.Axes, points: np.ndarray, *, level: float) -> None:
+    """The ``level`` region of a Gaussian fitted to ``points (n, 2)``: an ellipse."""
+    from matplotlib.patches import Ellipse
+    from scipy.stats import chi2
+
+    cov = np.cov(points, rowvar=False)
+    values, vectors = np.linalg.eigh(cov)
+    values = np.clip(values, 0.0, None)
+    radius = np.sqrt(chi2.ppf(level, df=2))
+    angle = np.degrees(np.arctan2(vectors[1, -1], vectors[0, -1]))
+    ax.add_patch(
+        Ellipse(
+            points.mean(axis=0), 2 * radius * np.sqrt(values[-1]), 2 * radius * np.sqrt(values[0]),
+            angle=angle, fill=False, color=PREDICTED, lw=1.2, ls=":",
+            label=f"{level:.0%} region, last step",
+        )
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- figure 3
@@ -235,9 +252,11 @@ def plot_drift_and_diffusion(
     norm = mcolors.Normalize(vmin=float(speed.min()), vmax=float(speed.max()) or 1.0)
     artist = _draw_field(left, field, norm, style=style, cmap="viridis")
     fig.colorbar(artist, ax=left, label=f"|drift| in the PC{i + 1}–PC{j + 1} plane")
+    # the response's tokens as points: joined by lines they would hide the field
     left.plot(
-        trajectory[:, i], trajectory[:, j], "-o", color=ACTUAL, ms=3, lw=1.4, label="a response"
-    )
+        trajectory[:, i], trajectory[:, j], "o", color=ACTUAL, ms=3.5, alpha=0.7,
+        markeredgecolor="white", markeredgewidth=0.4, label="tokens of a response",
+    )  # fmt: skip
     left.plot(*trajectory[0, [i, j]], "o", color="black", ms=7, label="first token")
     left.set(xlim=(field.x[0], field.x[-1]), ylim=(field.y[0], field.y[-1]))
     left.legend(loc="upper right", fontsize=8, frameon=True)

@@ -120,6 +120,11 @@ def test_fig2_same_limits_and_colours():
     colours = {line.get_label(): line.get_color() for line in left.lines + right.lines}
     assert colours["drift path"] == PREDICTED and left.lines[0].get_color() == ACTUAL
     np.testing.assert_array_equal(left.lines[0].get_xdata(), actual[:, 2])
+    # readable at a glance: the simulated states are one cloud and a 90% ellipse, not one
+    # line per path (lines on the right: the faint actual path, the drift path, start, end)
+    assert len(right.lines) == 4 and len(right.collections) == 1
+    assert right.collections[0].get_offsets().shape == (5 * 4, 2)  # steps 1..5 of 4 paths
+    assert [p.get_label() for p in right.patches] == ["90% region, last step"]
     with pytest.raises(ValueError, match="same time grid"):
         plot_actual_vs_predicted(actual, drift, samples[:4])
     with pytest.raises(ValueError, match="two different coordinates"):
@@ -170,6 +175,9 @@ def test_fig4_field_and_heatmap():
     assert len(fig.axes) == 4  # two panels, two colour bars
     left, right = fig.axes[:2]  # then the two colour bars
     assert left.get_xlim() == (-2.0, 2.0)
+    # the response is drawn as points, not a line that would hide the field
+    (tokens,) = [line for line in left.lines if line.get_label() == "tokens of a response"]
+    assert tokens.get_linestyle() == "None" and len(tokens.get_xdata()) == 5
     image = right.images[0].get_array()
     assert image.shape == (3, 7) and image.mask[1, 4:].all() and not image.mask[0].any()
     fig = plot_drift_and_diffusion(f, rng(1).normal(size=(5, 4)), mags, style="quiver")
