@@ -7,10 +7,11 @@ that draws (torchsde's Brownian motion takes its seed from the argument or numpy
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,27 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads (``None``: leave torch's setting).
+
+    The project's thread policy: sampling from an LLM on the CPU runs single-threaded.
+    How a matmul is split across threads changes its float rounding; one flipped draw
+    changes the whole continuation, so a multi-threaded sampler gives another store on a
+    machine with another core count or load. One thread also avoids the collapse seen
+    when two threads compete with another process on a 2-core machine (30x slower).
+    """
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _jsonable(value: Any) -> Any:
@@ -54,4 +76,4 @@ def run_id(params: Mapping[str, Any], prefix: str | None = None) -> str:
     return f"{prefix}-{digest}" if prefix else digest
 
 
-__all__ = ["seed_everything", "params_hash", "run_id"]
+__all__ = ["seed_everything", "params_hash", "run_id", "torch_threads"]

@@ -1,6 +1,11 @@
+import os
+import stat
+import subprocess
+import sys
+
 import pytest
 
-from sde_utils.io import atomic_write, atomic_write_text
+from sde_utils.io import LockTimeout, atomic_write, atomic_write_text, build_lock
 
 
 def test_writes_and_replaces(tmp_path):
@@ -29,3 +34,38 @@ def test_an_interrupted_write_keeps_the_old_file_and_leaves_no_temporary(tmp_pat
 def test_mode_is_checked(tmp_path):
     with pytest.raises(ValueError, match="mode must be 'wb' or 'w', got 'a'"):
         atomic_write(tmp_path / "x", lambda fh: None, mode="a")
+
+
+def test_written_files_get_the_umask_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "a.json", "{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not mkstemp's private 0600
+
+
+def test_a_renamed_away_parent_is_not_recreated_when_asked(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        atomic_write_text(tmp_path / "gone" / "a.txt", "x", make_parents=False)
+    assert not (tmp_path / "gone").exists()
+
+
+def test_build_lock_serialises_two_processes(tmp_path):
+    # a second process waits for the first; with a short timeout it gives up by name
+    target = tmp_path / "store"
+    code = (
+        "import sys, time; from sde_utils.io import build_lock\n"
+        f"with build_lock({str(target)!r}):\n"
+        "    print('locked', flush=True); time.sleep(3)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(LockTimeout, match=r"another process has been building .*store"):
+            with build_lock(target, timeout=0.2):
+                pass
+        with build_lock(target, timeout=30):  # waits until the holder is done
+            assert holder.poll() is not None
+    finally:
+        holder.wait(timeout=30)

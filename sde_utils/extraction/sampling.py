@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sde_utils.checks import check_int, check_real, check_seed
+from sde_utils.config import torch_threads
 from sde_utils.extraction.states import check_kind, decoder_layers, index_chunks, num_layers
 from sde_utils.extraction.tokens import check_texts, encode_prompt, pad_id
 
@@ -58,6 +59,7 @@ def sample_trajectories(
     min_new_tokens: int = 0,
     prompt_offset: int = 0,
     progress: bool = False,
+    cpu_threads: int | None = 1,
 ) -> list[dict[str, Any]]:
     """Sample ``k`` answers per prompt at each temperature, recording every step.
 
@@ -89,6 +91,10 @@ def sample_trajectories(
     (default: ``k * len(temperatures)``, one prompt's rows), left-padded with matching
     attention mask and position ids; a prompt shared by several rows is run once and its
     cache copied; finished rows leave the batch.
+
+    ``cpu_threads``: torch threads while sampling on the CPU (default 1, the project's
+    thread policy, :func:`sde_utils.config.torch_threads`): the same parameters then give
+    the same rows whatever the machine's core count or load. ``None`` keeps torch's setting.
     """
     prompts = check_texts("prompts", prompts)
     k = check_int("k", k, minimum=1)
@@ -107,6 +113,9 @@ def sample_trajectories(
     seed = check_seed(seed)
     min_new_tokens = check_int("min_new_tokens", min_new_tokens, minimum=0)
     prompt_offset = check_int("prompt_offset", prompt_offset, minimum=0)
+    if cpu_threads is not None:
+        cpu_threads = check_int("cpu_threads", cpu_threads, minimum=1)
+    on_cpu = next(model.parameters()).device.type == "cpu"
 
     prompt_ids = [encode_prompt(tokenizer, p) for p in prompts]
     rows = [(p, ti, s) for p in range(len(prompts)) for ti in range(len(temps)) for s in range(k)]
@@ -114,7 +123,7 @@ def sample_trajectories(
     eos = _eos_ids(model, tokenizer) if stop_at_eos else []
     results: list[dict[str, Any] | None] = [None] * len(rows)
     n_batches = math.ceil(len(order) / batch_size)
-    with torch.inference_mode():
+    with torch.inference_mode(), torch_threads(cpu_threads if on_cpu else None):
         for chunk in tqdm(index_chunks(order, batch_size), total=n_batches, disable=not progress):
             batch_rows = [rows[r] for r in chunk]
             gens = [

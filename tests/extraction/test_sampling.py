@@ -158,3 +158,23 @@ def test_sampling_bad_inputs(lm):
         sample_trajectories(model, tokenizer, ["a"], temperatures=(1.0, "hot"))
     with pytest.raises(ValueError, match="seed must be an int >= 0"):
         sample_trajectories(model, tokenizer, ["a"], seed=-1)
+
+
+def test_same_rows_whatever_torch_thread_setting(lm, samples):
+    # the thread policy: sampling runs single-threaded on the CPU, so a caller (or a
+    # machine) with another thread count gets the same store, bit for bit
+    model, tokenizer = lm
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        again = sample_trajectories(model, tokenizer, PROMPTS[:2], k=2, temperatures=(0.7, 1.3),
+                                    max_new_tokens=12, seed=3)  # fmt: skip
+        assert torch.get_num_threads() == 2  # the caller's setting is restored
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(samples, again, strict=True):
+        assert a["token_ids"] == b["token_ids"]
+        np.testing.assert_array_equal(a["states"], b["states"])
+        np.testing.assert_array_equal(a["entropy"], b["entropy"])
+    with pytest.raises(ValueError, match="cpu_threads must be an int >= 1"):
+        sample_trajectories(model, tokenizer, PROMPTS, cpu_threads=0)
