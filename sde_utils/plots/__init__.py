@@ -11,7 +11,17 @@
 Notebooks call ``plots.<module>.<function>`` and hand the figure to ``plots.show``.
 """
 
-from sde_utils.plots import app_b, data, paper, style, theory, training, uncertainty
+from sde_utils.plots import (
+    app_b,
+    data,
+    labels,
+    paper,
+    style,
+    template,
+    theory,
+    training,
+    uncertainty,
+)
 from sde_utils.plots.style import ACTUAL, PREDICTED, savefig, show, use_style
 
 __all__ = [

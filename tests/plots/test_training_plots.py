@@ -81,3 +81,16 @@ def test_paths_vs_real_errors():
         plot_paths_vs_real(x, [], [np.zeros((3, 4, 2))])
     with pytest.raises(ValueError, match="band must lie in"):
         plot_paths_vs_real(x, [np.zeros((3, 2))], [np.zeros((3, 4, 2))], band=1.0)
+
+
+def test_template_figure_draws_sample_and_density():
+    import numpy as np
+
+    from sde_utils.plots.template import plot_sample_vs_density
+
+    x = np.random.default_rng(0).normal(0.0, 2.0, size=500)
+    fig = plot_sample_vs_density(x, 2.0)
+    (ax,) = fig.axes
+    assert len(ax.patches) == 60 and len(ax.lines) == 1
+    # the drawn density is N(0, 4)'s: its peak is 1 / (2 sqrt(2 pi))
+    assert abs(ax.lines[0].get_ydata().max() - 1 / (2 * np.sqrt(2 * np.pi))) < 1e-3
