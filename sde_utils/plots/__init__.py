@@ -26,6 +26,8 @@ from sde_utils.plots.style import ACTUAL, PREDICTED, savefig, show, use_style
 
 __all__ = [
     "app_b",
+    "labels",
+    "template",
     "data",
     "paper",
     "style",
