@@ -40,7 +40,7 @@ _EXPORTS = {
     "models.train": ["fit", "History"],
     "models.losses": ["drift_loss", "diffusion_loss", "evaluate_losses"],
     "models.features": ["FeatureMap"],
-    "models.fits": ["fit_all", "load_fit", "Fit"],
+    "models.fits": ["fit_all", "load_fit", "Fit", "verify_fit", "DamagedFitError"],
     # `simulate` itself is not re-exported: it would clash with the submodule of that name
     "models.simulate": ["euler_maruyama", "drift_path"],
     "models.metrics": ["evaluate_model", "one_step_nll", "energy_distance", "mmd_rbf"],

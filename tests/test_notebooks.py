@@ -175,6 +175,10 @@ def _(m, p):
         assert len(g["sup_sphere"]) == len(p["growth_radii"])
         assert g["sup_data"] <= g["C_empirical"] and max(g["f0_sq"]) <= g["C_empirical"]
         assert _le(g["C_empirical"], g["C_certified"]) and _le(g["C_certified"], g["C_simple"])
+        # certified for every t in [0, T], T the last grid time, not just at the grid times
+        assert g["certified_for"] == f"all t in [0, {g['horizon']:g}]", (name, g["certified_for"])
+        assert g["horizon"] == pytest.approx(max(m["times"]))
+        assert _le(max(g["f0_sq"]), g["f0_sq_sup"]) and _le(g["f0_sq_sup"], g["C_certified"])
         v = verdicts[name]
         assert v["lipschitz_holds"] and v["linear_growth_holds"] and v["consistent"], name
         assert (v["K_lower"], v["K_upper"]) == (br["K"]["lower"], br["K"]["upper"])
@@ -193,6 +197,24 @@ def _(m, p):
 
 @check("05-lyapunov-stability")
 def _(m, p):
+    def consistent(f):
+        """One lv_bound_check result: d covers LV(x*), and pass / fail follows its criteria."""
+        assert f["c"] > 0 and f["level"] == pytest.approx(f["d"] / f["c"])
+        # x* is in the fit, so d >= LV(x*) by construction (up to float rounding)
+        assert f["d"] >= f["LV_at_x_star"] - 1e-9 * abs(f["d"])
+        assert len(f["EV"]) == len(f["bound"]) == len(f["t"])
+        assert f["bound"][0] == pytest.approx(f["EV"][0])  # the bound starts at E V(0)
+        assert f["n_fit"] > 0 and f["n_check"] > 0  # fitted on one part, checked on another
+        for key in ("fraction_violating_check", "fraction_violating_sim"):
+            assert 0.0 <= f[key] <= 1.0
+        failed = (
+            f["fraction_violating_check"] > f["max_violation"],
+            f["fraction_violating_sim"] > f["max_violation"],
+            not f["bound_holds"],
+            not f["level_over_max_V_fit"] < 1.0,
+        )
+        assert f["passes"] == (not any(failed)) and len(f["failed"]) == sum(failed)
+
     models, verdicts = m["models"], m["verdicts"]
     assert set(models) == set(verdicts) == MODELS
     for name, r in models.items():
@@ -207,27 +229,41 @@ def _(m, p):
             assert r["best_residual"] <= p["residual_tol"]
         # LV(x*) = Tr(sigma^T P sigma) > 0 (sigma > 0 everywhere): LV <= 0 fails near x*
         assert r["LV_at_x_star"] > 0 and v["paper_condition_fails_near_x_star"]
+        assert r["continuous"]["LV_at_x_star"] == pytest.approx(r["LV_at_x_star"])
         for form in ("continuous", "discrete"):
             f = r[form]
             for key in ("fraction_LV_nonpositive_data", "fraction_LV_nonpositive_sim"):
                 assert 0.0 <= f[key] <= 1.0
-            assert f["c"] > 0 and f["level"] == pytest.approx(f["d"] / f["c"])
-            assert len(f["EV"]) == len(f["bound"]) == len(f["t"])
-            assert f["bound"][0] == pytest.approx(f["EV"][0])  # the bound starts at E V(0)
+            consistent(f)
             if p["quantile"] == 1.0:
-                assert f["fraction_satisfied"] == 1.0
+                assert f["fraction_satisfied"] == 1.0  # on the fit states (and x*) only
         assert r["discrete"]["c"] * m["dt"] <= 1.0 + 1e-12  # the discrete bound needs c dt <= 1
-        # the Euler chain's generator is exact, so its bound must hold on the simulated chain
-        assert r["discrete"]["bound_holds"] and v["bound_holds_discrete"], name
+        assert (v["passes_continuous"], v["passes_discrete"]) == (
+            r["continuous"]["passes"],
+            r["discrete"]["passes"],
+        )
         assert (
             v["paper_fraction_LV_nonpositive_data"]
             == r["continuous"]["fraction_LV_nonpositive_data"]
         )
     lin = models["linear_ou"]
     assert lin["n_converged"] == 1 and lin["hurwitz"] and lin["P_source"] == "lyapunov"
+    # a stable linear drift: LV <= -c V + d holds for every x once c <= 1 / max eig P, so the
+    # check must pass where it was not fitted, in both forms (the check can pass)
+    assert lin["continuous"]["passes"] and lin["discrete"]["passes"]
     rw = models["random_walk"]  # zero drift: singular Lyapunov equation, LV = Tr sigma^2 > 0
     assert rw["P_source"] == "identity" and not rw["hurwitz"]
     assert rw["continuous"]["fraction_LV_nonpositive_data"] == 0.0
+    # the controls the check must fail: the random walk (E V grows without bound; any level
+    # covering the fit states exceeds their largest V) and linear_ou made unstable
+    for form in ("continuous", "discrete"):
+        assert not rw[form]["passes"] and rw[form]["level_over_max_V_fit"] >= 1.0
+    un = m["controls"]["unstable_linear"]
+    assert un["max_real_eigenvalue"] == pytest.approx(p["unstable_rate"], rel=1e-6)
+    assert not un["hurwitz"] and not un["verdict"]["hurwitz"]
+    for form in ("continuous", "discrete"):
+        consistent(un[form])
+        assert not un[form]["passes"] and not un[form]["bound_holds"], form
 
 
 @check("06-moments-picard")

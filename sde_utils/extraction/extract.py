@@ -21,7 +21,7 @@ import datasets
 from sde_utils.checks import check_int
 from sde_utils.config import run_id as make_run_id
 from sde_utils.extraction.sampling import sample_trajectories
-from sde_utils.extraction.states import teacher_forced_states
+from sde_utils.extraction.states import check_kind, teacher_forced_states
 from sde_utils.extraction.store_build import build_store
 
 ANNOTATIONS = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
@@ -44,8 +44,10 @@ def extract_pairs(
 
     ``splits[i]`` is pair i's split (from :func:`sde_utils.extraction.pairs.assign_splits`).
     ``params``: what determines the numbers (data selection, model, kind, split
-    fractions, seed); the store's run id is a hash of them, prefixed ``tf-``.
+    fractions, seed); the store's run id is a hash of them, prefixed ``tf-``. ``kind`` is
+    checked first, so a bad one creates no folder.
     """
+    check_kind(model, kind)
     if len(splits) != len(pairs):
         raise ValueError(f"got {len(splits)} split labels for {len(pairs)} pairs")
     keep = [
@@ -105,6 +107,7 @@ def sample_to_store(
     sample)``, so chunking and resuming do not change the samples. End-of-sequence is
     masked at the first step, so every answer has at least one token.
     """
+    check_kind(model, kind)  # before any folder is created
     k = check_int("k", k, minimum=1)
     prompts_per_chunk = check_int("prompts_per_chunk", prompts_per_chunk, minimum=1)
     temps = [float(t) for t in temperatures]

@@ -15,13 +15,27 @@ Layout of ``<root>/<run_id>/`` (``root`` defaults to ``paths.TRAJECTORIES_DIR``)
 - ``meta.json``: ``params`` (decide reuse), ``items_hash``, the sizes (``n_sequences``,
   ``n_tokens``, ``dim``, ``split_sizes``), ``source / model / embedding_kind / layer / seed``
   (copied from ``params`` when present there) plus the caller's ``meta``, package versions
-  and ``content_hash`` (sha256 of ``embeddings.npy`` then ``sequences.parquet``).
+  and ``content_hash`` (sha256 of ``embeddings.npy`` then ``sequences.parquet``), plus
+  ``file_sha256`` (the sha256 of each of those two files on its own, to name a damaged one).
+
+A finished store holds only these three files: the chunk files and ``manifest.json`` of its
+build are removed before the folder is renamed into place (stores written before this
+contract may still carry them; they load as before and a rebuild's reuse removes them).
+``FORMAT_VERSION`` is unchanged by that and by ``file_sha256``: the arrays and
+``content_hash`` are defined as before, so older stores load and are verified through
+``content_hash`` alone.
+
+Checks on reading (:func:`load_store`): meta.json's sizes and ``split_sizes`` must agree
+with the arrays and the parquet, and every state must be finite (the error names the store,
+split and row). :func:`verify_content` (used before a store is reused) recomputes the
+hashes and names the file that no longer matches.
 
 Time along a sequence is ``t_k = k * dt`` for its k-th state (k = 0, 1, ...).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -36,6 +50,8 @@ from sde_utils.checks import check_choice, check_dt, check_int
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 STEP_FIELDS = ("entropy", "logprob")  # optional per-step outputs of embed_fn
+HASHED_FILES = ("embeddings.npy", "sequences.parquet")  # in content_hash order
+_FINITE_BLOCK_BYTES = 1 << 26  # 64 MiB of states scanned at a time for non-finite values
 
 
 class CorruptStoreError(ValueError):
@@ -151,12 +167,17 @@ class TrajectoryStore:
 
 
 def load_store(
-    path_or_run_id: str | os.PathLike, *, root: str | os.PathLike | None = None
+    path_or_run_id: str | os.PathLike,
+    *,
+    root: str | os.PathLike | None = None,
+    verify: bool = False,
 ) -> TrajectoryStore:
     """Open a store: a folder path, or a run id under ``root`` (default TRAJECTORIES_DIR).
 
     Raises ``FileNotFoundError`` when there is none (saying if only a partial build exists)
-    and :class:`CorruptStoreError` (a ``ValueError``) when its files are missing or disagree.
+    and :class:`CorruptStoreError` (a ``ValueError``) when its files are missing or disagree
+    with meta.json (sizes, ``split_sizes``) or hold a non-finite state. ``verify=True`` also
+    recomputes the files' sha256 (:func:`verify_content`; reads every byte once).
     """
     p = Path(path_or_run_id)
     if not p.is_dir() and not isinstance(path_or_run_id, Path) and os.sep not in str(p):
@@ -209,7 +230,91 @@ def load_store(
         or int(length.sum()) != n_tok
     ):
         raise CorruptStoreError(f"store {p}: offsets/lengths do not tile {n_tok} tokens")
-    return TrajectoryStore(p, meta, emb, seqs)
+    _check_split_sizes(p, meta, seqs)
+    _check_finite(p, emb, seqs)
+    store = TrajectoryStore(p, meta, emb, seqs)
+    if verify:
+        verify_content(store)
+    return store
+
+
+def _check_split_sizes(p: Path, meta: dict, seqs: pd.DataFrame) -> None:
+    """meta.json's ``split_sizes`` must be what the parquet holds (absent: not checked)."""
+    recorded = meta.get("split_sizes")
+    if recorded is None:
+        return
+    split = seqs["split"].to_numpy()
+    length = seqs["length"].to_numpy(np.int64)
+    actual = {
+        s: {"sequences": int((split == s).sum()), "tokens": int(length[split == s].sum())}
+        for s in SPLITS
+    }
+    if recorded != actual:
+        raise CorruptStoreError(
+            f"store {p}: meta.json split_sizes {recorded} disagree with sequences.parquet "
+            f"{actual}; the store was edited or damaged: delete the folder {p} and rebuild it"
+        )
+
+
+def _check_finite(p: Path, emb: np.ndarray, seqs: pd.DataFrame) -> None:
+    """Every state must be finite; the error names the store, split and row of the first bad one."""
+    rows = max(1, _FINITE_BLOCK_BYTES // max(1, emb.shape[1] * emb.itemsize))
+    for start in range(0, emb.shape[0], rows):
+        block = np.asarray(emb[start : start + rows])
+        bad_rows = np.flatnonzero(~np.isfinite(block).all(axis=1))
+        if len(bad_rows) == 0:
+            continue
+        token = start + int(bad_rows[0])
+        offsets = seqs["offset"].to_numpy(np.int64)
+        i = int(np.searchsorted(offsets, token, side="right") - 1)
+        row = seqs.iloc[i]
+        split_row = int((seqs["split"].to_numpy()[:i] == row["split"]).sum())
+        raise CorruptStoreError(
+            f"store {p}: non-finite state (NaN or inf) at embeddings row {token}: split "
+            f"{row['split']!r}, row {split_row} of that split (seq_id {int(row['seq_id'])}, "
+            f"pair_id {row['pair_id']!r}, step {token - int(row['offset'])}); the file is "
+            f"damaged: delete the folder {p} and rebuild it"
+        )
+
+
+def hash_files(folder: Path) -> tuple[dict[str, str], str]:
+    """sha256 of each of :data:`HASHED_FILES` in ``folder`` and the ``content_hash`` (one
+    sha256 over them in order), each as ``"sha256:<hex>"``; every file is read once."""
+    total = hashlib.sha256()
+    each = {}
+    for name in HASHED_FILES:
+        h = hashlib.sha256()
+        with open(folder / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+                total.update(block)
+        each[name] = "sha256:" + h.hexdigest()
+    return each, "sha256:" + total.hexdigest()
+
+
+def verify_content(store: TrajectoryStore) -> None:
+    """Recompute the hashes of ``store``'s files; raise :class:`CorruptStoreError` naming the
+    file whose bytes no longer match meta.json (a store without ``file_sha256``, written
+    before it was recorded, is checked through ``content_hash`` alone)."""
+    p, meta = store.path, store.meta
+    try:
+        each, total = hash_files(p)
+    except OSError as err:
+        raise CorruptStoreError(f"store {p}: cannot read its files to verify them ({err})") from err
+    recorded = meta.get("file_sha256")
+    if isinstance(recorded, dict):
+        damaged = [n for n in HASHED_FILES if recorded.get(n) != each[n]]
+    elif meta.get("content_hash") != total:
+        damaged = [" or ".join(HASHED_FILES)]
+    else:
+        damaged = []
+    if not damaged and meta.get("content_hash") != total:
+        damaged = ["meta.json (its content_hash)"]
+    if damaged:
+        raise CorruptStoreError(
+            f"store {p}: {', '.join(damaged)} changed since the store was written (its "
+            f"sha256 differs from meta.json); delete the folder {p} and rebuild it"
+        )
 
 
 __all__ = [
@@ -221,4 +326,7 @@ __all__ = [
     "store_root",
     "TrajectoryStore",
     "load_store",
+    "HASHED_FILES",
+    "hash_files",
+    "verify_content",
 ]

@@ -3,13 +3,24 @@
 :func:`build_store` works chunk by chunk in ``<root>/<run_id>.partial/``: every finished
 chunk is one file written under a temporary name and renamed, so an interrupted build
 (an exception, Ctrl-C, a killed process) resumes without redoing finished chunks and never
-leaves a half-written file; the final files are assembled there and the folder is renamed
-into place.
+leaves a half-written file; the final files are assembled there, the chunk files and
+manifest removed, and the folder is renamed into place.
+
+Reliability rules:
+
+- The whole build holds :func:`sde_utils.io.build_lock` on the store folder (lock file
+  ``<root>/<run_id>.lock``). A second process building the same store waits, then finds
+  the finished store and reuses it; temporary names are never shared.
+- A store is reused only after it loads (sizes, ``split_sizes``, finite states) and its
+  files' sha256 match meta.json; otherwise the warning names the damaged file and the
+  store is rebuilt from the items (a store is replaced only when it is damaged or was built
+  from other params/items, never while it is complete and matching).
+- On resume every chunk already in ``.partial`` is re-read: a truncated, unreadable,
+  inconsistent or non-finite one is named in a warning, deleted and redone.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import logging
@@ -17,6 +28,7 @@ import math
 import os
 import re
 import shutil
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,6 +45,7 @@ from sde_utils.extraction.store import (
     STEP_FIELDS,
     CorruptStoreError,
     NonFiniteStatesError,
+    hash_files,
     load_store,
     store_root,
 )
@@ -43,7 +56,7 @@ from sde_utils.extraction.store_inputs import (
     items_hash,
     normalise_params,
 )
-from sde_utils.io import atomic_write
+from sde_utils.io import atomic_write, build_lock
 
 logger = logging.getLogger(__name__)
 
@@ -62,18 +75,13 @@ _META_KEYS = frozenset(
         "columns",
         "package_versions",
         "content_hash",
+        "file_sha256",
     }
 )
 _VERSIONED_PACKAGES = ("numpy", "pandas", "pyarrow", "torch", "transformers", "datasets")
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 EmbedFn = Callable[[list[dict]], list[Mapping[str, Any]]]
-
-
-def _file_sha256(h: Any, path: Path) -> None:
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
 
 
 def _package_versions() -> dict[str, str]:
@@ -94,7 +102,7 @@ def _check_run_id(run_id: Any) -> str:
             f"run_id must be a non-empty name of letters, digits, '_', '.', '-' (starting "
             f"with a letter or digit), got {run_id!r}"
         )
-    if run_id.endswith(".partial") or ".stale-" in run_id:
+    if run_id.endswith((".partial", ".lock")) or ".stale-" in run_id:
         raise ValueError(f"run_id {run_id!r} clashes with the store's temporary folder names")
     return run_id
 
@@ -132,7 +140,42 @@ def _write_chunk(path: Path, states: np.ndarray, lengths: np.ndarray, records: l
     def write(f: Any) -> None:
         np.savez(f, states=states, lengths=lengths, dim=np.int64(states.shape[1]), records=blob)
 
-    atomic_write(path, write)
+    atomic_write(path, write, make_parents=False)  # the folder may not vanish under us
+
+
+_CHUNK_READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
+
+def _read_chunk(path: Path, n_items: int, dim: int | None) -> tuple[dict, str | None]:
+    """The arrays of chunk file ``path`` and why it is unusable (None: it is sound).
+
+    Sound means: readable, ``n_items`` sequences, states ``(sum lengths, dim)`` float32 and
+    finite, one JSON record per sequence."""
+    try:
+        with np.load(path) as z:
+            chunk = {key: z[key] for key in ("states", "lengths", "dim", "records")}
+        records = json.loads(chunk["records"].tobytes().decode("utf-8"))
+    except _CHUNK_READ_ERRORS as err:
+        return {}, f"unreadable ({type(err).__name__}: {err})"
+    states, lengths = chunk["states"], chunk["lengths"]
+    chunk["records"] = records
+    want_dim = int(chunk["dim"]) if dim is None else dim
+    if (
+        len(lengths) != n_items
+        or len(records) != n_items
+        or states.dtype != np.float32
+        or states.shape != (int(lengths.sum()), want_dim)
+        or int(chunk["dim"]) != want_dim
+    ):
+        return chunk, (
+            f"inconsistent: {len(lengths)} lengths, {len(records)} records for {n_items} "
+            f"items, states {states.dtype} {states.shape}, dim {int(chunk['dim'])} "
+            f"(expected {want_dim})"
+        )
+    if not np.isfinite(states).all():
+        row = int(np.flatnonzero(~np.isfinite(states).all(axis=1))[0])
+        return chunk, f"holds a non-finite state (row {row} of the chunk)"
+    return chunk, None
 
 
 # --- building ----------------------------------------------------------------------------------
@@ -158,8 +201,11 @@ def build_store(
     ``tokens`` (length L), optionally ``entropy`` and ``logprob`` (length L) and extra
     scalar fields. ``params``: everything that determines the numbers (JSON
     serialisable); an existing store, or partial build, is reused only if its ``params``
-    and items match, otherwise it is recomputed (and the reason logged). ``meta``: extra
-    descriptive fields for ``meta.json``.
+    and items match and (for a store) its files still have their recorded sha256, otherwise
+    it is recomputed (and the reason, naming a damaged file, logged). ``meta``: extra
+    descriptive fields for ``meta.json``. The build holds ``<root>/<run_id>.lock``; a
+    concurrent call for the same store waits and then reuses it
+    (:class:`sde_utils.io.LockTimeout` after an hour).
 
     Raises :class:`NonFiniteStatesError` naming the sequences (their ``pair_id``) whose states
     hold NaN or inf; chunks finished before it are kept for the next run.
@@ -182,18 +228,24 @@ def build_store(
     }
     root = store_root(root)
     final = root / run_id
-    partial = root / f"{run_id}.partial"
-    for stale in root.glob(f"{run_id}.stale-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-
-    if _reusable(final, want):
-        return final
-    manifest = {**want, "chunk_size": chunk_size}
-    _prepare_partial(partial, manifest)
-    n_chunks = math.ceil(len(items) / chunk_size)
-    _build_chunks(partial, run_id, items, embed_fn, chunk_size, n_chunks, progress)
-    out_meta = _assemble(partial, run_id, items, n_chunks, want, user_meta)
-    _swap_into_place(partial, final, root / f"{run_id}.stale-{os.getpid()}")
+    with build_lock(final):  # one builder at a time; the others wait, then reuse
+        partial = root / f"{run_id}.partial"
+        for stale in root.glob(f"{run_id}.stale-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        if _reusable(final, want):
+            _remove_build_files(final)  # a store written before finished stores dropped them
+            return final
+        stale = root / f"{run_id}.stale-{os.getpid()}"
+        if (partial / "meta.json").exists() and _reusable(partial, want):
+            _swap_into_place(partial, final, stale)  # assembled; the rename was interrupted
+            return final
+        manifest = {**want, "chunk_size": chunk_size}
+        _prepare_partial(partial, manifest)
+        n_chunks = math.ceil(len(items) / chunk_size)
+        _build_chunks(partial, run_id, items, embed_fn, chunk_size, n_chunks, progress)
+        out_meta = _assemble(partial, run_id, items, chunk_size, n_chunks, want, user_meta)
+        _remove_build_files(partial)
+        _swap_into_place(partial, final, stale)
     logger.info(
         "wrote store %s: %d sequences, %d tokens, d=%d",
         final,
@@ -204,12 +256,19 @@ def build_store(
     return final
 
 
+def _remove_build_files(folder: Path) -> None:
+    """Delete the chunk files and manifest of a build (meta.json, written last, stays)."""
+    for path in folder.glob("chunk_*.npz"):
+        path.unlink()
+    (folder / "manifest.json").unlink(missing_ok=True)
+
+
 def _reusable(final: Path, want: Mapping[str, Any]) -> bool:
-    """Whether the finished store ``final`` exists and matches the request (else it is
-    rebuilt; the reason is logged)."""
+    """Whether the finished store ``final`` exists, loads, matches the request and its
+    files still have their recorded sha256 (else it is rebuilt; the reason is logged)."""
     if final.exists():
         try:
-            stored = load_store(final).meta
+            stored = load_store(final, verify=True).meta
         except (CorruptStoreError, FileNotFoundError) as err:
             logger.warning("store %s is unreadable (%s); recomputing it", final, err)
         else:
@@ -234,10 +293,11 @@ def _prepare_partial(partial: Path, manifest: Mapping[str, Any]) -> None:
             logger.warning("discarding partial build %s: %s", partial, reason)
             shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
-    for tmp in partial.glob(".*.tmp"):
+    for tmp in partial.glob(".*.tmp"):  # left by a killed build (we hold the lock)
         tmp.unlink()
     if not (partial / "manifest.json").exists():
-        atomic_write(partial / "manifest.json", lambda f: f.write(dumps(manifest)), "w")
+        write = lambda f: f.write(dumps(manifest))  # noqa: E731
+        atomic_write(partial / "manifest.json", write, "w", make_parents=False)
 
 
 def _build_chunks(
@@ -249,13 +309,25 @@ def _build_chunks(
     n_chunks: int,
     progress: bool,
 ) -> None:
-    """Run ``embed_fn`` on every chunk not yet in ``partial`` and write each one."""
-    todo = [k for k in range(n_chunks) if not _chunk_path(partial, k).exists()]
+    """Run ``embed_fn`` on every chunk not yet (soundly) in ``partial`` and write each one."""
+    todo, dim = [], None
+    for k in range(n_chunks):
+        path = _chunk_path(partial, k)
+        if not path.exists():
+            todo.append(k)
+            continue
+        n_items = len(items[k * chunk_size : (k + 1) * chunk_size])
+        chunk, reason = _read_chunk(path, n_items, dim)
+        if reason is None:
+            dim = int(chunk["dim"])
+            continue
+        logger.warning("chunk file %s of the partial build is %s; redoing it", path, reason)
+        path.unlink()
+        todo.append(k)
     if len(todo) < n_chunks:
         logger.info(
             "resuming %s: %d of %d chunks already done", run_id, n_chunks - len(todo), n_chunks
         )
-    dim = _partial_dim(partial, n_chunks)
     with tqdm(
         total=n_chunks,
         initial=n_chunks - len(todo),
@@ -288,32 +360,32 @@ def _swap_into_place(partial: Path, final: Path, stale: Path) -> None:
         os.replace(partial, final)
 
 
-def _partial_dim(partial: Path, n_chunks: int) -> int | None:
-    for k in range(n_chunks):
-        path = _chunk_path(partial, k)
-        if path.exists():
-            with np.load(path) as z:
-                return int(z["dim"])
-    return None
-
-
 def _assemble(
     partial: Path,
     run_id: str,
     items: list[dict],
+    chunk_size: int,
     n_chunks: int,
     want: Mapping[str, Any],
     user_meta: Mapping[str, Any],
 ) -> dict:
-    """Write embeddings.npy, sequences.parquet and meta.json in ``partial`` from its chunks."""
-    lengths, dims = [], set()
+    """Write embeddings.npy, sequences.parquet, then meta.json in ``partial`` from its chunks
+    (each re-checked as it is read: a chunk damaged since it was written stops the build)."""
+
+    def chunk(k: int, dim: int | None) -> dict:
+        n_items = len(items[k * chunk_size : (k + 1) * chunk_size])
+        out, reason = _read_chunk(_chunk_path(partial, k), n_items, dim)
+        if reason is not None:
+            raise CorruptStoreError(
+                f"chunk file {_chunk_path(partial, k)} is {reason}; rerun the build to redo it"
+            )
+        return out
+
+    lengths, dim = [], None
     for k in range(n_chunks):
-        with np.load(_chunk_path(partial, k)) as z:
-            lengths.append(z["lengths"])
-            dims.add(int(z["dim"]))
-    if len(dims) != 1:
-        raise CorruptStoreError(f"chunks in {partial} disagree on the state dimension: {dims}")
-    dim = dims.pop()
+        z = chunk(k, dim)
+        lengths.append(z["lengths"])
+        dim = int(z["dim"])
     length = np.concatenate(lengths)
     if len(length) != len(items):
         raise CorruptStoreError(
@@ -323,25 +395,23 @@ def _assemble(
     n_tokens = int(length.sum())
 
     records: list[dict] = []
-    tmp_emb = partial / ".embeddings.npy.tmp"
+    tmp_emb = partial / f".embeddings.npy.{os.getpid()}.tmp"
     emb = np.lib.format.open_memmap(tmp_emb, mode="w+", dtype=np.float32, shape=(n_tokens, dim))
     pos = 0
     for k in range(n_chunks):
-        with np.load(_chunk_path(partial, k)) as z:
-            states = z["states"]
-            emb[pos : pos + len(states)] = states
-            pos += len(states)
-            records.extend(json.loads(z["records"].tobytes().decode("utf-8")))
+        z = chunk(k, dim)
+        emb[pos : pos + len(z["states"])] = z["states"]
+        pos += len(z["states"])
+        records.extend(z["records"])
     emb.flush()
     del emb
     os.replace(tmp_emb, partial / "embeddings.npy")
 
     table = _sequence_table(items, records, offset, length)
-    atomic_write(partial / "sequences.parquet", lambda f: pq.write_table(table, f))
+    write_table = lambda f: pq.write_table(table, f)  # noqa: E731
+    atomic_write(partial / "sequences.parquet", write_table, make_parents=False)
 
-    h = hashlib.sha256()
-    _file_sha256(h, partial / "embeddings.npy")
-    _file_sha256(h, partial / "sequences.parquet")
+    file_sha256, content_hash = hash_files(partial)
     splits = np.array([it["split"] for it in items])
     split_sizes = {
         s: {"sequences": int((splits == s).sum()), "tokens": int(length[splits == s].sum())}
@@ -362,9 +432,11 @@ def _assemble(
         "split_sizes": split_sizes,
         "columns": table.column_names,
         "package_versions": _package_versions(),
-        "content_hash": "sha256:" + h.hexdigest(),
+        "content_hash": content_hash,
+        "file_sha256": file_sha256,
     }
-    atomic_write(partial / "meta.json", lambda f: f.write(dumps(out_meta, indent=2)), "w")
+    write_meta = lambda f: f.write(dumps(out_meta, indent=2))  # noqa: E731
+    atomic_write(partial / "meta.json", write_meta, "w", make_parents=False)
     return out_meta
 
 

@@ -6,7 +6,9 @@ weights so far and the early-stopping counters, the history (as a dict), the shu
 generator's state and torch's global RNG states (CPU, and CUDA when available), so that a
 killed run resumes to bit-identical results. Its ``signature`` (model class and config,
 parameter count, dtype, fit parameters but ``epochs``, and a :func:`fingerprint` of each
-data split) must match the resuming run's exactly.
+data split) must match the resuming run's exactly. A checkpoint that cannot be read
+(truncated, not a checkpoint of this format) is named in a warning and ignored: training
+restarts from scratch, which gives the same result as a run that was never interrupted.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,9 @@ from sde_utils.io import atomic_write
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
 FINGERPRINT_ROWS = 4096
+# the entries Checkpoint.save writes; a file without them is no usable checkpoint
+_COMPLETE = {"format", "signature", "epoch", "model", "optimizer", "best_state", "best_val"}
+_COMPLETE |= {"bad_epochs", "history", "generator_state", "torch_rng_state"}
 
 
 def copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -124,17 +131,32 @@ class Checkpoint:
         to another run or already holds more than ``epochs`` epochs."""
         if self.path is None or not self.path.exists():
             return None
-        blob = torch.load(self.path, map_location="cpu", weights_only=True)
-        if blob.get("format") != CHECKPOINT_FORMAT or blob.get("signature") != self.signature:
+        reason = None
+        try:
+            blob = torch.load(self.path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
+            first_line = str(err).partition("\n")[0]
+            blob, reason = None, f"{type(err).__name__}: {first_line}"
+        if reason is None and not (isinstance(blob, dict) and _COMPLETE <= set(blob)):
+            reason = "not a checkpoint: entries missing"
+        if reason is not None:
+            warnings.warn(
+                f"checkpoint {self.path} is damaged ({reason}); training restarts from scratch",
+                stacklevel=3,
+            )
+            return None
+        if blob["format"] != CHECKPOINT_FORMAT or blob["signature"] != self.signature:
             raise ValueError(
                 f"{self.path} belongs to a different run (model, parameters or data differ):\n"
                 f"  checkpoint: {blob.get('signature')}\n  this run:   {self.signature}\n"
-                "use resume=False to overwrite it, or another checkpoint_dir"
+                "delete it (or its folder) to start over, or pass resume=False or another "
+                "checkpoint_dir to fit"
             )
         if blob["epoch"] > epochs:
             raise ValueError(
                 f"{self.path} already holds {blob['epoch']} epochs > epochs={epochs}; "
-                f"pass epochs >= {blob['epoch']} or resume=False"
+                f"pass epochs >= {blob['epoch']}, or delete it (or pass resume=False to fit) "
+                "to start over"
             )
         return blob
 

@@ -4,9 +4,15 @@ A fit folder ``data/processed/fits/<run_id>/`` holds ``features.npz`` (the stand
 PCA map, fitted on the training split), ``model_<name>.pt`` and ``history_<name>.json``
 for each model (the neural SDE and the three baselines), ``evaluation.json`` (held-out
 metrics, one row per model) and ``fit.json`` (the parameters, the store it came from and
-the order of the models). It is built in ``<run_id>.partial/`` (training checkpoints
-live there, so an interrupted fit resumes from the last epoch) and renamed into place
-when complete; a complete fit with the same parameters is reused, not retrained.
+the order of the models, and ``files``: the sha256 of every other file, written last).
+It is built in ``<run_id>.partial/`` (training checkpoints live there, so an interrupted
+fit resumes from the last epoch) and renamed into place when complete, under the
+inter-process lock ``<run_id>.lock`` (:func:`sde_utils.io.build_lock`): a second process
+with the same parameters waits, then reuses what the first built. A complete fit with the
+same parameters is reused, not retrained, only when every file matches its recorded hash;
+a fit folder that is incomplete, unreadable or damaged is named in a warning, moved aside
+to ``<run_id>.damaged-<k>/`` (never deleted) and rebuilt. A complete fit is never deleted
+or replaced.
 
 State convention: models live in the PCA space of the store (``z = features(x)``),
 ``t_k = k * dt`` for the k-th token of a response.
@@ -14,9 +20,12 @@ State convention: models live in the PCA space of the store (``z = features(x)``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pickle
 import shutil
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +38,7 @@ from sde_utils import paths
 from sde_utils.checks import check_dt, check_int, check_positive, check_real, check_seed
 from sde_utils.config import params_hash, run_id
 from sde_utils.extraction.store import TrajectoryStore
-from sde_utils.io import to_jsonable
+from sde_utils.io import atomic_write_text, build_lock, to_jsonable
 from sde_utils.models.base import SDEModel
 from sde_utils.models.baselines import DriftOnlyMLP, LinearSDE, RandomWalk
 from sde_utils.models.features import FeatureMap
@@ -40,6 +49,15 @@ from sde_utils.models.train import History, fit
 
 MODEL_NAMES = ("neural_sde", "random_walk", "linear_ou", "drift_only")
 FIT_FORMAT = 1
+# a full-profile fit can take hours: a second process waits for it rather than failing
+LOCK_TIMEOUT_S = 24 * 3600.0
+# what reading a damaged fit file can raise (torch's zip reader raises RuntimeError)
+_READ_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError)
+_READ_ERRORS = (*_READ_ERRORS, pickle.UnpicklingError)
+
+
+class DamagedFitError(ValueError):
+    """A fit folder is incomplete, unreadable, or a file differs from its recorded hash."""
 
 
 @dataclass
@@ -106,6 +124,113 @@ def _trajectories(store: TrajectoryStore, split: str, fmap: FeatureMap, limit: i
     return [fmap.transform(np.asarray(view.trajectory(int(i)))) for i in sorted(order)]
 
 
+def check_finite_states(store: TrajectoryStore) -> None:
+    """A ValueError naming the store, split, sequence and state of the first NaN/inf state.
+
+    Checks every state of the train, val and test sequences of ``store`` (a view checks
+    only its own sequences): the PCA is fitted on every train state and the evaluation
+    simulates whole test sequences, so one non-finite state anywhere breaks the fit.
+    """
+    for split in ("train", "val", "test"):
+        view = store.split(split)
+        bad_state = ~np.isfinite(view.states()).all(axis=1)
+        if not bad_state.any():
+            continue
+        lengths = view.sequences["length"].to_numpy(np.int64)
+        ends = np.cumsum(lengths)
+        bad_rows = np.unique(np.searchsorted(ends, np.flatnonzero(bad_state), side="right"))
+        first = int(np.flatnonzero(bad_state)[0])
+        r = int(bad_rows[0])
+        row = view.sequences.iloc[r]
+        k = first - int(ends[r] - lengths[r])
+        raise ValueError(
+            f"store {store.path}: split {split!r} has non-finite states (NaN or inf) in "
+            f"{len(bad_rows)} of {len(view)} sequences; first: seq_id={int(row['seq_id'])} "
+            f"(pair_id={row['pair_id']!r}), state k={k} (embeddings.npy row "
+            f"{int(row['offset']) + k}). The model cannot be fitted on them: rebuild the "
+            f"store, or fit on a view without those sequences"
+        )
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fit_files(models: list[str]) -> list[str]:
+    """The files of a fit folder but ``fit.json``, in a fixed order."""
+    names = ["features.npz", "evaluation.json"]
+    for name in models:
+        names += [f"model_{name}.pt", f"history_{name}.json"]
+    return names
+
+
+def verify_fit(folder: str | os.PathLike) -> dict[str, Any]:
+    """The parsed ``fit.json`` of ``folder`` once every file matches its recorded sha256.
+
+    Raises :class:`DamagedFitError` naming the folder and the first missing or changed
+    file (or a missing/unreadable ``fit.json``, or one without the ``files`` hashes that
+    fits written before they were recorded lack).
+    """
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / "fit.json").read_text())
+        expected = _fit_files(meta["models"])
+    except _READ_ERRORS as err:
+        raise DamagedFitError(f"fit {folder}: fit.json missing or unreadable ({err!r})") from err
+    recorded = meta.get("files")
+    if not isinstance(recorded, dict):
+        raise DamagedFitError(
+            f"fit {folder}: fit.json records no file hashes (written before they were), "
+            "so its files cannot be verified"
+        )
+    if sorted(recorded) != sorted(expected):
+        raise DamagedFitError(
+            f"fit {folder}: fit.json records hashes of {sorted(recorded)}, expected {expected}"
+        )
+    for name in expected:
+        path = folder / name
+        if not path.is_file():
+            raise DamagedFitError(f"fit {folder}: {name} is missing")
+        if _sha256(path) != recorded[name]:
+            raise DamagedFitError(
+                f"fit {folder}: {name} differs from the sha256 recorded in fit.json "
+                "(damaged or edited after the fit was written)"
+            )
+    return meta
+
+
+def _set_aside(folder: Path, reason: str) -> None:
+    """Rename an unusable fit folder to ``<name>.damaged-<k>`` (a free k) and warn."""
+    k = 0
+    while (aside := folder.with_name(f"{folder.name}.damaged-{k}")).exists():
+        k += 1
+    os.replace(folder, aside)
+    warnings.warn(
+        f"fit {folder} is not usable ({reason}); moved it to {aside} and fitting again "
+        "(delete the moved folder once you no longer need it)",
+        stacklevel=3,
+    )
+
+
+def _reusable(final: Path, key: Mapping[str, Any]) -> Fit | None:
+    """The fit in ``final`` when it is complete, verified and of ``key``; else None (an
+    unusable folder is moved aside with a warning). Call it holding the build lock."""
+    if not final.exists():
+        return None
+    try:
+        meta = verify_fit(final)
+        if meta.get("key") != to_jsonable(key):  # same hash, other content: never reuse
+            raise DamagedFitError("its fit.json holds other parameters under the same id")
+        return load_fit(final, verify=False)
+    except _READ_ERRORS as err:
+        _set_aside(final, str(err))
+        return None
+
+
 def fit_all(
     store: TrajectoryStore,
     params: Mapping[str, Any],
@@ -118,6 +243,9 @@ def fit_all(
     ``params`` keys: ``seed, pca_dim, dt, max_len, hidden, depth, activation,
     time_encoding, time_scale, sigma_floor, lam, epochs, batch_size, lr, weight_decay,
     patience, horizons, n_paths, n_eval_trajectories``. Returns the loaded :class:`Fit`.
+    Builds under the lock ``<root>/<fit id>.lock``; a verified complete fit is reused.
+    A store with NaN/inf states is a ValueError before training (and before any file
+    but the lock file is written).
     """
     params = dict(params)
     check_fit_params(store, params)
@@ -131,15 +259,23 @@ def fit_all(
     rid = run_id(key, prefix="fit")
     root = Path(root or paths.FITS_DIR)
     final = root / rid
-    if final.is_dir() and (final / "fit.json").is_file():
-        saved = json.loads((final / "fit.json").read_text())
-        if saved.get("key") == to_jsonable(key):
-            return load_fit(final)
-        shutil.rmtree(final)  # same hash, other content: never reuse silently
-    work = root / f"{rid}.partial"
-    work.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(params["seed"])
+    with build_lock(final, timeout=LOCK_TIMEOUT_S):
+        done = _reusable(final, key)
+        if done is not None:
+            return done
+        check_finite_states(store)
+        work = root / f"{rid}.partial"
+        work.mkdir(parents=True, exist_ok=True)
+        _build(store, params, key, work, progress)
+        os.replace(work, final)  # final is absent: _reusable moved any unusable one aside
+    return load_fit(final, verify=False)
 
+
+def _build(
+    store: TrajectoryStore, params: dict[str, Any], key: dict, work: Path, progress: bool
+) -> None:
+    """Fit, evaluate and write every file of the fit into ``work``; ``fit.json`` last."""
+    torch.manual_seed(params["seed"])
     dt, max_len = float(params["dt"]), params.get("max_len")
     fmap = FeatureMap(pca_dim=params["pca_dim"], seed=params["seed"])
     fmap.fit(store.split("train").states())
@@ -198,29 +334,35 @@ def fit_all(
         )
         for name, model in models.items()
     }
-    (work / "evaluation.json").write_text(json.dumps(to_jsonable(evaluation), indent=2) + "\n")
+    atomic_write_text(
+        work / "evaluation.json", json.dumps(to_jsonable(evaluation), indent=2) + "\n"
+    )
+    shutil.rmtree(work / "checkpoints", ignore_errors=True)
     meta = {
         "format": FIT_FORMAT,
         "key": to_jsonable(key),
         "params": to_jsonable(params),
         "store": str(store.path),
         "models": list(models),
+        "files": {name: _sha256(work / name) for name in _fit_files(list(models))},
     }
-    (work / "fit.json").write_text(json.dumps(meta, indent=2) + "\n")
-    shutil.rmtree(work / "checkpoints", ignore_errors=True)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(work, final)
-    return load_fit(final)
+    atomic_write_text(work / "fit.json", json.dumps(meta, indent=2) + "\n")
 
 
-def load_fit(folder: str | os.PathLike) -> Fit:
-    """Open a fit folder written by :func:`fit_all`."""
+def load_fit(folder: str | os.PathLike, *, verify: bool = True) -> Fit:
+    """Open a fit folder written by :func:`fit_all`.
+
+    With ``verify`` (default) every file is first checked against the sha256 recorded in
+    ``fit.json`` (:func:`verify_fit`; a :class:`DamagedFitError` names the file); fits
+    written before hashes were recorded are loaded unchecked.
+    """
     folder = Path(folder)
     meta_path = folder / "fit.json"
     if not meta_path.is_file():
         raise FileNotFoundError(f"{folder} is not a complete fit (no fit.json); rerun notebook 03")
     meta = json.loads(meta_path.read_text())
+    if verify and "files" in meta:
+        verify_fit(folder)
     models = {name: load_model(folder / f"model_{name}.pt") for name in meta["models"]}
     for model in models.values():
         model.eval()
@@ -235,4 +377,14 @@ def load_fit(folder: str | os.PathLike) -> Fit:
     )
 
 
-__all__ = ["Fit", "fit_all", "load_fit", "check_fit_params", "MODEL_NAMES"]
+__all__ = [
+    "Fit",
+    "DamagedFitError",
+    "fit_all",
+    "load_fit",
+    "verify_fit",
+    "check_fit_params",
+    "check_finite_states",
+    "MODEL_NAMES",
+    "LOCK_TIMEOUT_S",
+]

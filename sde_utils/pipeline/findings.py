@@ -77,12 +77,17 @@ def _lipschitz(m: Metrics) -> list[str]:
         f"{name} K in [{fmt(v.get('K_lower'))}, {fmt(v.get('K_upper'))}]"
         for name, v in m["verdicts"].items()
     ]
-    growth = all(v.get("linear_growth_holds") for v in m["verdicts"].values())
+    growth = ", ".join(
+        f"{name} C = {fmt(v.get('C_certified'))} ({v.get('certified_for', 'at the grid times')})"
+        if v.get("linear_growth_holds")
+        else f"{name} not certified"
+        for name, v in m["verdicts"].items()
+    )
     return [
         "Lipschitz constant bracketed (empirical lower, certified upper): "
         + "; ".join(parts)
         + ".",
-        f"Linear growth certified for every model: {fmt(growth)}.",
+        f"Linear growth (|mu|^2 + |sigma|^2 <= C (1 + |x|^2)) certified: {growth}.",
     ]
 
 
@@ -94,10 +99,27 @@ def _lyapunov(m: Metrics) -> list[str]:
         for name, row in v.items()
         if row.get("paper_fraction_LV_nonpositive_data") is not None
     )
-    return [
+    out = [
         f"LV at the equilibrium (the paper's condition needs LV <= 0): {lv}.",
         f"Share of held-out states with LV <= 0: {frac}.",
     ]
+    rows = dict(v)
+    control = (m.get("controls") or {}).get("unstable_linear", {}).get("verdict")
+    if control:
+        rows["unstable control"] = control
+    checked = {name: row for name, row in rows.items() if row.get("passes_continuous") is not None}
+    if checked:
+        parts = [
+            f"{name} {'passes' if row['passes_continuous'] else 'fails'} / "
+            f"{'passes' if row.get('passes_discrete') else 'fails'} "
+            f"(level {fmt(row.get('level_over_max_V_fit'))} x largest fitted V)"
+            for name, row in checked.items()
+        ]
+        out.append(
+            "LV <= -cV + d, fitted on half the held-out states and checked on the other half "
+            "and on simulated paths (continuous / Euler chain): " + "; ".join(parts) + "."
+        )
+    return out
 
 
 def _moments(m: Metrics) -> list[str]:

@@ -247,7 +247,8 @@ def plot_lv(checks: Results, lv_star: Mapping[str, float], seed: int) -> plt.Fig
 
 def plot_ultimate_bound(checks: Results, fine_steps: int) -> plt.Figure:
     """Monte Carlo E V(t) (band: ±3 SE) against the bound and the level d/c, per model:
-    top row continuous time (step dt / ``fine_steps``), bottom row the Euler chain."""
+    top row continuous time (step dt / ``fine_steps``), bottom row the Euler chain; each
+    title ends with the check's pass / fail (``lv_bound_check``'s ``passes``) when given."""
     fig, axes = plt.subplots(
         2,
         len(checks),
@@ -272,7 +273,8 @@ def plot_ultimate_bound(checks: Results, fine_steps: int) -> plt.Figure:
             ax.axhline(r["level"], color="0.5", ls=":", lw=1, label="level d/c")
             ax.set_yscale("log")
             step = "dt/" + str(fine_steps) if form == "continuous" else "one step per token"
-            ax.set_title(f"{name}: {step}", fontsize=9)
+            verdict = {True: ": passes", False: ": fails"}.get(r.get("passes"), "")
+            ax.set_title(f"{name}: {step}{verdict}", fontsize=9)
         axes[1, i].set_xlabel("t (tokens)")
     axes[0, 0].set_ylabel("continuous form\nE V(t)")
     axes[1, 0].set_ylabel("Euler chain, Δt = 1 token\nE V(t)")

@@ -38,7 +38,44 @@ def as_float64(model: torch.nn.Module) -> torch.nn.Module:
     copied = copy.deepcopy(model).to(device="cpu", dtype=DTYPE).eval()
     for p in copied.parameters():
         p.requires_grad_(False)  # derivatives are taken in x only; no graph for the weights
+    for module in copied.modules():  # plain tensor attributes: .to() skips them
+        for key, value in list(vars(module).items()):
+            if torch.is_tensor(value) and value.is_floating_point():
+                setattr(module, key, value.detach().to(device="cpu", dtype=DTYPE))
     return copied
+
+
+def diffusion_matrix(sigma: torch.Tensor | np.ndarray, n: int, d: int, who: str) -> np.ndarray:
+    """The diffusion as full matrices G ``(n, d, d)`` (dX = mu dt + G dW).
+
+    ``sigma`` is what ``model.diffusion`` returned for ``n`` states of dimension ``d``:
+    the diagonal ``(n, d)`` (then G = diag(sigma)) or the full matrix ``(n, d, d)``.
+    Anything else is a ValueError naming the shape received and the two allowed.
+    """
+    s = np.asarray(sigma.detach().cpu() if torch.is_tensor(sigma) else sigma, dtype=np.float64)
+    if s.shape == (n, d):
+        return s[:, :, None] * np.eye(d)[None]
+    if s.shape == (n, d, d):
+        return s
+    raise ValueError(
+        f"{who}: the diffusion returned shape {s.shape} for {n} states of dimension {d}; "
+        f"allowed are the diagonal ({n}, {d}) or the full matrix ({n}, {d}, {d}) "
+        "(make model.diffusion(x, t) return one of them)"
+    )
+
+
+def require_diagonal(sigma: torch.Tensor, n: int, d: int, who: str) -> torch.Tensor:
+    """``sigma`` unchanged if it is the diagonal ``(n, d)``; else a ValueError saying that
+    ``who`` (a routine whose formulas use diag(sigma)) does not take a full ``(n, d, d)`` G."""
+    shape = tuple(sigma.shape)
+    if shape == (n, d):
+        return sigma
+    kind = "a full diffusion matrix" if shape == (n, d, d) else "an unsupported shape"
+    raise ValueError(
+        f"{who} needs a diagonal diffusion of shape ({n}, {d}); the model returned {shape}, "
+        f"{kind}. Use generator_LV, stability_at or linear_growth (they take both), or give "
+        "the model a diagonal diffusion(x, t) -> (B, d)"
+    )
 
 
 def as_states(states: Any, name: str = "states") -> torch.Tensor:
@@ -96,6 +133,8 @@ def safe_ratio(upper: float | None, lower: float | None) -> float | None:
 __all__ = [
     "DTYPE",
     "as_float64",
+    "diffusion_matrix",
+    "require_diagonal",
     "as_states",
     "as_times",
     "state_dim_of",

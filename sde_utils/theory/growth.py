@@ -1,7 +1,8 @@
 r"""Linear growth of drift and diffusion (paper §3.1.2): certified and empirical constants.
 
 The paper asks for a constant C with ||mu(x, t)||^2 + ||sigma(x, t)||^2 <= C (1 + ||x||^2)
-for all x and t (Euclidean norms, sigma the diagonal of the diffusion matrix).
+for all x and t (Euclidean norms; ||sigma|| is the Frobenius norm of the diffusion matrix
+G: diag(sigma) for a diagonal model, the full ``(d, d)`` G otherwise).
 :func:`linear_growth` derives a certified C from the Lipschitz upper bounds of
 :mod:`sde_utils.theory.lipschitz_upper` and the values at x = 0, and searches for the
 largest ratio over data and spheres (a lower bound of the smallest valid C);
@@ -17,19 +18,43 @@ import torch
 from torch import nn
 
 from sde_utils.checks import check_int, check_real, check_seed
-from sde_utils.models.base import drift_diffusion_at, drift_diffusion_tensors
-from sde_utils.theory._common import as_float64, as_states, as_times, check_dim, safe_ratio
+from sde_utils.models.base import drift_diffusion_tensors
+from sde_utils.theory._common import (
+    as_float64,
+    as_states,
+    as_times,
+    check_dim,
+    diffusion_matrix,
+    safe_ratio,
+)
 from sde_utils.theory.lipschitz_upper import certified_upper_bound
 
 
 def _growth_ratio(model, x: torch.Tensor, times: np.ndarray) -> np.ndarray:
-    """(T, N) values of (|mu|^2 + |sigma|^2) / (1 + |x|^2)."""
+    """(T, N) values of (|mu|^2 + |G|_F^2) / (1 + |x|^2) (G: diag(sigma) or the full matrix)."""
     out = np.empty((len(times), x.shape[0]))
     den = (1.0 + x.pow(2).sum(1)).numpy()
     for i, ti in enumerate(times):
         mu, sg = drift_diffusion_tensors(model, x, float(ti))
-        out[i] = (mu.pow(2).sum(1) + sg.pow(2).sum(1)).numpy() / den
+        sg = torch.as_tensor(diffusion_matrix(sg, x.shape[0], x.shape[1], "linear_growth"))
+        out[i] = (mu.pow(2).sum(1) + sg.pow(2).sum((1, 2))).numpy() / den
     return out
+
+
+def _sup_over_horizon(m64, d: int, horizon: float, n: int, lip_t: dict) -> tuple:
+    """(bound of sup_{t in [0, T]} |mu(0, t)|^2 + |sigma(0, t)|^2, what it covers), or
+    (None, "the given times only: <reason>") when a Lipschitz constant in t is missing."""
+    missing = [f"{w}: {why}" for w, (lip, why) in lip_t.items() if lip is None]
+    if missing:
+        return None, "the given times only (" + "; ".join(missing) + ")"
+    grid = np.linspace(0.0, horizon, n)
+    half = (grid[1] - grid[0]) / 2.0
+    zero = torch.zeros(n, d, dtype=torch.float64)
+    mu, sg = drift_diffusion_tensors(m64, zero, torch.as_tensor(grid))
+    g = diffusion_matrix(sg, n, d, "linear_growth")
+    a_mu = float(mu.norm(dim=1).max()) + lip_t["drift"][0] * half
+    a_sg = float(np.sqrt((g**2).sum((1, 2))).max()) + lip_t["diffusion"][0] * half
+    return a_mu**2 + a_sg**2, f"all t in [0, {horizon:g}]"
 
 
 def linear_growth(
@@ -42,18 +67,29 @@ def linear_growth(
     seed: int = 0,
     K_mu: float | None = None,
     K_sigma: float | None = None,
+    horizon: float | None = None,
+    n_time_grid: int = 1025,
 ) -> dict[str, Any]:
-    r"""Certified and empirical linear-growth constants C of (3.1.2), over the time grid.
+    r"""Certified and empirical linear-growth constants C of (3.1.2), for all t in [0, T].
 
     Certified C. If |f(x) - f(0)| <= K_f |x| then |f(x)| <= |f(0)| + K_f |x|, and by
     Cauchy–Schwarz (a + b r)^2 = ((a, b) . (1, r))^2 <= (a^2 + b^2)(1 + r^2), with equality
     at r = b / a, so |f(x)|^2 <= (|f(0)|^2 + K_f^2)(1 + |x|^2) is the best constant from
     this argument. Summing drift and diffusion,
 
-        C_certified = max_t (|mu(0, t)|^2 + |sigma(0, t)|^2) + K_mu^2 + K_sigma^2,
+        C_certified = sup_t (|mu(0, t)|^2 + |sigma(0, t)|^2) + K_mu^2 + K_sigma^2,
 
-    valid for all x and every t of the grid (the values at x = 0 depend on t; with
-    unbounded time features no C may exist for all t). The textbook route
+    valid for all x. The sup over t in [0, T] (T = ``horizon``, default the largest of
+    ``times``) is bounded, not sampled: with L_f a certified Lipschitz constant in t of
+    f(0, t) (``time_lipschitz`` of
+    :func:`~sde_utils.theory.lipschitz_upper.certified_upper_bound`: 0 for a time-free
+    drift, the network's chain bound on the time-feature columns times the time
+    encoding's Lipschitz constant otherwise), every t in [0, T] lies within h / 2 of one of
+    ``n_time_grid`` evenly spaced times t_i (spacing h), so
+    sup_t |f(0, t)| <= max_i |f(0, t_i)| + L_f h / 2; the sum of the squares of these two
+    bounds (drift, diffusion) replaces the sup. ``certified_for`` says what is covered:
+    "all t in [0, T]" or, when some L_f is unknown, "the given times only" with the reason
+    (no C may then exist for all t, e.g. with unbounded time features). The textbook route
     (a + b r)^2 <= 2 a^2 + 2 b^2 r^2 gives C_simple = 2 max(a^2, b^2) with a^2, b^2 the
     two sums above; C_certified <= C_simple always.
 
@@ -65,6 +101,8 @@ def linear_growth(
     Args:
         model: an SDEModel. states: ``(N, d)``. times: float or ``(T,)``. radii: ``(R,)``.
         n_directions: random unit directions per radius; seed: their seed.
+        horizon: T of [0, T] (>= the largest time; default the largest of ``times``).
+        n_time_grid: grid times over [0, T] for the sup over t (>= 2).
         K_mu, K_sigma: upper bounds to use; by default the certified ones of
             :func:`~sde_utils.theory.lipschitz_upper.lipschitz_upper_bound` (pass them from
             :func:`~sde_utils.theory.lipschitz_lower.lipschitz_bracket` to
@@ -72,7 +110,9 @@ def linear_growth(
 
     Returns:
         ``{"C_certified", "C_simple", "C_empirical", "ratio", "reason", "K_mu", "K_sigma",
-        "f0_sq" (T,) |mu(0,t)|^2 + |sigma(0,t)|^2, "sup_data", "sup_data_by_time" (T,),
+        "f0_sq" (T,) |mu(0,t)|^2 + |sigma(0,t)|^2 at ``times``, "f0_sq_sup" the certified
+        bound of its sup over [0, T] (None if not certified), "horizon", "certified_for",
+        "time_lipschitz_mu", "time_lipschitz_sigma", "sup_data", "sup_data_by_time" (T,),
         "radii" (R,), "sup_sphere" (R,), "times" (T,)}``.
     """
     n_directions = check_int("n_directions", n_directions, minimum=1)
@@ -88,21 +128,27 @@ def linear_growth(
     r = np.atleast_1d(np.asarray(radii, dtype=np.float64))
     if r.ndim != 1 or np.any(r < 0) or not np.all(np.isfinite(r)):
         raise ValueError(f"radii must be a 1-D array of finite values >= 0, got {radii!r}")
+    n_time_grid = check_int("n_time_grid", n_time_grid, minimum=2)
+    horizon = float(t.max()) if horizon is None else check_real("horizon", horizon)
+    if horizon < t.max() or t.min() < 0:
+        raise ValueError(
+            f"times must lie in [0, horizon]; got times in [{t.min():g}, {t.max():g}] and "
+            f"horizon={horizon:g} (pass a horizon >= the largest time, or times >= 0)"
+        )
     m64 = as_float64(model)
 
-    reasons = []
-    if K_mu is None:
-        up = certified_upper_bound(m64, "drift", seed)
-        K_mu = up["upper"]
-        reasons += [up["reason"]] if up["reason"] else []
-    if K_sigma is None:
-        up = certified_upper_bound(m64, "diffusion", seed)
-        K_sigma = up["upper"]
-        reasons += [up["reason"]] if up["reason"] else []
+    reasons, lip_t = [], {}
+    for which, given in (("drift", K_mu), ("diffusion", K_sigma)):
+        up = certified_upper_bound(m64, which, seed)
+        lip_t[which] = (up["time_lipschitz"], up["time_reason"])
+        if given is None:
+            reasons += [up["reason"]] if up["reason"] else []
+            K_mu, K_sigma = (up["upper"], K_sigma) if which == "drift" else (K_mu, up["upper"])
 
     zero = torch.zeros(1, d, dtype=torch.float64)
     f0 = _growth_ratio(m64, zero, t)[:, 0]  # at x = 0 the denominator is 1
-    a2 = float(f0.max())
+    f0_sup, covered = _sup_over_horizon(m64, d, horizon, n_time_grid, lip_t)
+    a2 = max(float(f0.max()), f0_sup) if f0_sup is not None else float(f0.max())
     if K_mu is None or K_sigma is None:
         c_cert = c_simple = None
     else:
@@ -116,7 +162,7 @@ def linear_growth(
     sphere = np.array(
         [_growth_ratio(m64, torch.as_tensor(ri * u), t).max() for ri in r], dtype=np.float64
     )
-    c_emp = float(max(data.max(), sphere.max() if sphere.size else -np.inf, a2))
+    c_emp = float(max(data.max(), sphere.max() if sphere.size else -np.inf, f0.max()))
     return {
         "C_certified": c_cert,
         "C_simple": c_simple,
@@ -126,6 +172,11 @@ def linear_growth(
         "K_mu": K_mu,
         "K_sigma": K_sigma,
         "f0_sq": f0,
+        "f0_sq_sup": f0_sup,
+        "horizon": horizon,
+        "certified_for": covered,
+        "time_lipschitz_mu": lip_t["drift"][0],
+        "time_lipschitz_sigma": lip_t["diffusion"][0],
         "sup_data": float(data.max()),
         "sup_data_by_time": data.max(axis=1),
         "radii": r,
@@ -149,9 +200,10 @@ def growth_ratio(model: nn.Module, states: Any, times: Any) -> np.ndarray:
     t = as_times(times)
     if t.size not in (1, x.shape[0]):
         raise ValueError(f"times must be a float or ({x.shape[0]},), got {t.size} values")
-    mu, sg = drift_diffusion_at(as_float64(model), x, t)
+    mu, sg = drift_diffusion_tensors(as_float64(model), x, torch.as_tensor(t))
+    g = diffusion_matrix(sg, x.shape[0], x.shape[1], "growth_ratio")
     xs = x.numpy()
-    return (np.sum(mu**2, 1) + np.sum(sg**2, 1)) / (1 + np.sum(xs**2, 1))
+    return (np.sum(mu.numpy() ** 2, 1) + np.sum(g**2, (1, 2))) / (1 + np.sum(xs**2, 1))
 
 
 __all__ = ["linear_growth", "growth_ratio"]

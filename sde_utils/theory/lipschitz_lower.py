@@ -34,7 +34,14 @@ from sde_utils.checks import (
     check_real,
     check_seed,
 )
-from sde_utils.theory._common import as_float64, as_states, as_times, check_dim, safe_ratio
+from sde_utils.theory._common import (
+    as_float64,
+    as_states,
+    as_times,
+    check_dim,
+    require_diagonal,
+    safe_ratio,
+)
 from sde_utils.theory.lipschitz_upper import certified_upper_bound
 
 #: ``method="auto"`` forms full Jacobians (d JVPs per point) up to this state dimension:
@@ -153,6 +160,10 @@ def _lower(
     progress: bool,
 ) -> dict[str, Any]:
     n, d = x.shape
+    with torch.no_grad():  # the search differentiates a vector (d,) per row
+        out = getattr(model, which)(x[:1], torch.as_tensor(times[:1], dtype=x.dtype))
+    if which == "diffusion":
+        require_diagonal(out, 1, d, "lipschitz_lower_bound (which='diffusion')")
     if method == "auto":
         method = "exact" if d <= EXACT_MAX_DIM else "power"
     g = torch.Generator().manual_seed(seed)

@@ -33,6 +33,11 @@ GROWTH_METRIC_KEYS = (
     "C_empirical",
     "sup_data",
     "f0_sq",
+    "f0_sq_sup",
+    "horizon",
+    "certified_for",
+    "time_lipschitz_mu",
+    "time_lipschitz_sigma",
     "radii",
     "sup_sphere",
 )
@@ -88,7 +93,9 @@ def growth_table(growth: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
                 "C_empirical": g["C_empirical"],
                 "sup over data": g["sup_data"],
                 "sup over spheres": float(np.max(g["sup_sphere"])),
-                "at x = 0: max_t ‖f(0, t)‖²": float(np.max(g["f0_sq"])),
+                "at x = 0: max over grid ‖f(0, t)‖²": float(np.max(g["f0_sq"])),
+                "at x = 0: certified sup over [0, T]": g["f0_sq_sup"],
+                "certified for": g["certified_for"],
                 "certified / empirical": g["ratio"],
             }
             for name, g in growth.items()
@@ -99,7 +106,11 @@ def growth_table(growth: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
 def _verdict(br: Mapping[str, Any], g: Mapping[str, Any]) -> dict[str, Any]:
     k_up, k_lo = br["K"]["upper"], br["K"]["lower"]
     lip = k_up is not None and np.isfinite(k_up)
-    grow = g["C_certified"] is not None and np.isfinite(g["C_certified"])
+    grow = (
+        g["C_certified"] is not None
+        and np.isfinite(g["C_certified"])
+        and g["certified_for"].startswith("all t")
+    )
     consistent = bool(
         all(
             br[k]["upper"] is None or br[k]["lower"] <= br[k]["upper"] * (1 + 1e-9)
@@ -115,6 +126,7 @@ def _verdict(br: Mapping[str, Any], g: Mapping[str, Any]) -> dict[str, Any]:
         "linear_growth_holds": bool(grow),
         "C_empirical": g["C_empirical"],
         "C_certified": g["C_certified"],
+        "certified_for": g["certified_for"],
         "consistent": consistent,
     }
 
@@ -137,8 +149,8 @@ def lipschitz_verdicts(
 
     Returns:
         ``(verdicts, lines)``: ``verdicts[name]`` with ``lipschitz_holds``, ``K_lower``,
-        ``K_upper``, ``K_ratio``, ``linear_growth_holds``, ``C_empirical``,
-        ``C_certified``, ``consistent``; ``lines`` the verdict in words, with its numbers.
+        ``K_upper``, ``K_ratio``, ``linear_growth_holds`` (a finite certified C for all t
+        in [0, T]), ``C_empirical``, ``C_certified``, ``certified_for``, ``consistent``; ``lines`` the verdict in words, with its numbers.
     """
     verdicts, lines = {}, []
     for name, br in brackets.items():
@@ -152,7 +164,8 @@ def lipschitz_verdicts(
             f"K_sigma via {br['K_sigma']['upper_method']})"
         )
         lines.append(
-            f"{'':<11} linear growth {'holds' if grow else 'not certified'}: "
+            f"{'':<11} linear growth {'holds' if grow else 'not certified'} for "
+            f"{g['certified_for']}: "
             f"C in [{g['C_empirical']:.4g}, {_number(g['C_certified'], '.4g')}] (empirical sup "
             f"over x = 0, the data and spheres up to r = {max_radius:.3g}); "
             f"searched values below certificates: {v['consistent']}"

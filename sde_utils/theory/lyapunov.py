@@ -1,10 +1,11 @@
 r"""Equilibria, Lyapunov functions and the generator LV (paper §3.2, Appendix A.2).
 
-Conventions: Itô SDE dX = mu(X, t) dt + diag(sigma(X, t)) dW; states ``(N, d)``;
+Conventions: Itô SDE dX = mu(X, t) dt + G(X, t) dW; states ``(N, d)``; the model's
+diffusion is either the diagonal ``(N, d)`` (G = diag(sigma)) or the full ``(N, d, d)`` G.
 V(x) = (x - x*)^T P (x - x*) with P symmetric positive definite; the generator is
 
-    LV(x) = 2 (x - x*)^T P mu(x, t) + Tr(diag(sigma)^T P diag(sigma))
-          = 2 (x - x*)^T P mu(x, t) + sum_i P_ii sigma_i(x, t)^2.
+    LV(x) = 2 (x - x*)^T P mu(x, t) + Tr(G^T P G)
+          (= 2 (x - x*)^T P mu(x, t) + sum_i P_ii sigma_i(x, t)^2 for a diagonal G).
 
 P comes from the Lyapunov equation A^T P + P A = -Q at the linearisation A = d mu / dx
 (x*); P > 0 exactly when A is Hurwitz (all eigenvalues with negative real part).
@@ -40,7 +41,13 @@ from sde_utils.checks import (
     check_real,
 )
 from sde_utils.models.base import drift_diffusion_tensors
-from sde_utils.theory._common import as_float64, as_states, as_times, check_dim
+from sde_utils.theory._common import (
+    as_float64,
+    as_states,
+    as_times,
+    check_dim,
+    diffusion_matrix,
+)
 
 
 def _drift_and_jacobian(model: nn.Module, x: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
@@ -169,7 +176,8 @@ def stability_at(model: nn.Module, x_star: Any, t: float = 0.0, Q: Any = None) -
         "max_real_eigenvalue", "hurwitz": bool, "Q" (d, d), "P" (d, d),
         "lyapunov_residual": ||A^T P + P A + Q||_F / ||Q||_F, "P_eigenvalues" (d,),
         "P_positive_definite": bool, "drift_residual": ||mu(x*)||,
-        "sigma_at_equilibrium" (d,), "LV_at_equilibrium": sum_i P_ii sigma_i(x*)^2,
+        "sigma_at_equilibrium" (d,) or (d, d) as the model returns it,
+        "LV_at_equilibrium": Tr(G^T P G) at x*,
         "reason": None}``. ``LV_at_equilibrium > 0`` is why LV <= 0 cannot hold near x*.
         When the Lyapunov equation is singular (lambda_i + lambda_j = 0 for a pair of
         eigenvalues of A, e.g. A = 0 for a random walk) ``P`` is None, the P-derived
@@ -182,8 +190,9 @@ def stability_at(model: nn.Module, x_star: Any, t: float = 0.0, Q: Any = None) -
     mu, a = _drift_and_jacobian(m64, xs, t)
     q = np.eye(len(xs)) if Q is None else np.asarray(Q, dtype=np.float64)
     eig = np.linalg.eigvals(a)
-    _, sig = drift_diffusion_tensors(m64, torch.as_tensor(xs)[None], t)
-    sig = sig[0].numpy()
+    _, sig_raw = drift_diffusion_tensors(m64, torch.as_tensor(xs)[None], t)
+    g = diffusion_matrix(sig_raw, 1, len(xs), "stability_at")[0]
+    sig = sig_raw[0].numpy()
     # the Lyapunov operator P -> A^T P + P A is singular iff lambda_i + lambda_j = 0
     gap = float(np.abs(eig[:, None] + eig[None, :]).min())
     singular = gap <= 1e-12 * max(1.0, float(np.abs(eig).max()))
@@ -222,7 +231,7 @@ def stability_at(model: nn.Module, x_star: Any, t: float = 0.0, Q: Any = None) -
         "lyapunov_residual": float(np.linalg.norm(a.T @ p + p @ a + q) / np.linalg.norm(q)),
         "P_eigenvalues": p_eig,
         "P_positive_definite": bool(p_eig.min() > 0),
-        "LV_at_equilibrium": float(np.sum(np.diag(p) * sig**2)),
+        "LV_at_equilibrium": float(np.trace(g.T @ p @ g)),
     }
 
 
@@ -251,10 +260,12 @@ def expected_V(P: Any, x_star: Any, paths: Any) -> dict[str, np.ndarray]:
 def generator_LV(
     model: nn.Module, P: Any, x_star: Any, states: Any, t: Any = 0.0, dt: float | None = None
 ) -> np.ndarray:
-    """LV(x) = 2 (x - x*)^T P mu(x, t) + sum_i P_ii sigma_i(x, t)^2 for a batch of states.
+    """LV(x) = 2 (x - x*)^T P mu(x, t) + Tr(G^T P G) for a batch of states.
 
     Args:
-        model: an SDEModel (diagonal diffusion). P: ``(d, d)``. x_star: ``(d,)``.
+        model: an SDEModel whose diffusion is the diagonal ``(N, d)`` (G = diag(sigma)) or
+            the full ``(N, d, d)`` G; any other shape is a ValueError.
+        P: ``(d, d)``. x_star: ``(d,)``.
         states: ``(N, d)``. t: a float, or ``(N,)`` one time per state.
         dt: if given, the Euler chain's discrete generator
             (E[V(X_{k+1}) | X_k = x] - V(x)) / dt = LV(x) + dt mu^T P mu (exact).
@@ -274,9 +285,13 @@ def generator_LV(
             f"t must be a float or have one time per state ({x.shape[0]}), got {tt.size}"
         )
     mu, sig = drift_diffusion_tensors(as_float64(model), x, torch.as_tensor(tt))
-    mu, sig = mu.numpy(), sig.numpy()
-    y = x.numpy() - np.asarray(x_star, dtype=np.float64).reshape(1, -1)
-    lv = 2.0 * np.einsum("ni,ij,nj->n", y, p, mu) + sig**2 @ np.diag(p)
+    g = diffusion_matrix(sig, x.shape[0], d, "generator_LV")
+    mu = mu.numpy()
+    xs = np.asarray(x_star, dtype=np.float64).reshape(-1)
+    if xs.shape != (d,):
+        raise ValueError(f"x_star must have shape ({d},) like the states, got {xs.shape}")
+    y = x.numpy() - xs[None]
+    lv = 2.0 * np.einsum("ni,ij,nj->n", y, p, mu) + np.einsum("nij,ik,nkj->n", g, p, g)
     if dt is not None:
         dt = check_dt(dt)
         lv = lv + dt * np.einsum("ni,ij,nj->n", mu, p, mu)

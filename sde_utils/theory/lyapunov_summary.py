@@ -9,6 +9,7 @@ each x* (a float).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,7 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from sde_utils.checks import check_dt, check_int, check_seed
+from sde_utils.checks import check_dt, check_int, check_positive, check_seed
 from sde_utils.models.simulate import simulate
 from sde_utils.theory.report import lv_bound_check
 
@@ -27,6 +28,18 @@ LV_METRIC_KEYS = (
     "d",
     "level",
     "fraction_satisfied",
+    "LV_at_x_star",
+    "n_fit",
+    "n_check",
+    "fraction_violating_check",
+    "fraction_violating_sim",
+    "max_violation",
+    "max_V_fit",
+    "max_V_seen",
+    "level_over_max_V_fit",
+    "level_over_max_V_seen",
+    "passes",
+    "failed",
     "fraction_LV_nonpositive_data",
     "fraction_LV_nonpositive_sim",
     "bound_holds",
@@ -51,14 +64,19 @@ def lv_checks(
     fine_steps: int,
     quantile: float,
     seed: int,
+    t_star: float = 0.0,
+    fit_fraction: float = 0.5,
+    max_violation: float = 0.05,
 ) -> dict[str, dict[str, Any]]:
     """LV and the ultimate bound in continuous time and for the Euler chain.
 
     Simulates ``n_paths`` paths from each of ``sim_starts (S, d)`` for ``n_steps`` tokens,
     once with one step per token (seed ``seed``) and once with ``fine_steps`` substeps
     per token (seed ``seed + 1``), and runs :func:`~sde_utils.theory.report.lv_bound_check`
-    with the centre's P and x* on the held-out ``states (N, d)`` at ``times (N,)``: on the
-    fine paths with the continuous generator, on the token paths with the discrete one.
+    with the centre's P and x* (LV(x*) at ``t_star``) on the held-out ``states (N, d)`` at
+    ``times (N,)``, split by ``seed`` into a share ``fit_fraction`` that fits (c, d) and the
+    rest that checks it: on the fine paths with the continuous generator, on the token
+    paths with the discrete one.
 
     Returns:
         ``{"continuous": lv_bound_check result, "discrete": lv_bound_check result}``.
@@ -80,7 +98,15 @@ def lv_checks(
         seed=seed + 1,
     )
     common = dict(
-        P=centre["P"], x_star=centre["x_star"], states=states, times=times, quantile=quantile
+        P=centre["P"],
+        x_star=centre["x_star"],
+        states=states,
+        times=times,
+        quantile=quantile,
+        t_star=t_star,
+        fit_fraction=fit_fraction,
+        max_violation=max_violation,
+        seed=seed,
     )
     return {
         "continuous": lv_bound_check(
@@ -88,6 +114,27 @@ def lv_checks(
         ),
         "discrete": lv_bound_check(model, paths=paths_tok, dt=dt, discrete=True, **common),
     }
+
+
+def unstable_control(model: nn.Module, rate: float = 0.05) -> nn.Module:
+    """A copy of a linear model (``A (d, d)`` buffer, drift x A^T + b) made unstable: A is
+    shifted by (rate - max Re lambda(A)) I, so its largest real eigenvalue is ``rate`` > 0.
+
+    The control of notebook 05: a drift that pushes away from x*, which the Lyapunov check
+    must fail. ``rate`` per unit time (per token) keeps 64 simulated tokens finite.
+    """
+    if not isinstance(getattr(model, "A", None), torch.Tensor):
+        raise TypeError(
+            f"unstable_control needs a linear model with an A tensor (drift x A^T + b), "
+            f"got {type(model).__name__}; pass the fit's linear_ou"
+        )
+    check_positive("rate", rate)
+    out = copy.deepcopy(model)
+    a = out.A.detach()
+    shift = rate - float(np.linalg.eigvals(a.double().cpu().numpy()).real.max())
+    with torch.no_grad():
+        out.A.copy_(a + shift * torch.eye(a.shape[0], dtype=a.dtype, device=a.device))
+    return out
 
 
 def centre_table(
@@ -136,7 +183,8 @@ def roots_table(centres: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def lv_table(checks: Mapping[str, Mapping[str, Any]], lv_star: Mapping[str, float]) -> pd.DataFrame:
-    """One row per model: LV(x*), the share of LV <= 0, and the fitted c, d and level d/c."""
+    """One row per model: LV(x*), the share of LV <= 0, the fitted c, d and level d/c, the
+    shares of check and simulated states violating LV <= -c V + d, and pass / fail."""
     return pd.DataFrame.from_dict(
         {
             name: {
@@ -146,12 +194,29 @@ def lv_table(checks: Mapping[str, Mapping[str, Any]], lv_star: Mapping[str, floa
                 "c (continuous)": ch["continuous"]["c"],
                 "d (continuous)": ch["continuous"]["d"],
                 "level d/c": ch["continuous"]["level"],
+                "level / max V fitted": ch["continuous"]["level_over_max_V_fit"],
+                "violating, held-out check": ch["continuous"]["fraction_violating_check"],
+                "violating, simulated": ch["continuous"]["fraction_violating_sim"],
+                "passes": ch["continuous"]["passes"],
                 "c (Euler chain)": ch["discrete"]["c"],
                 "level d/c (chain)": ch["discrete"]["level"],
+                "passes (chain)": ch["discrete"]["passes"],
             }
             for name, ch in checks.items()
         },
         orient="index",
+    )
+
+
+def _form_line(label: str, f: Mapping) -> str:
+    verdict = "PASSES" if f["passes"] else "FAILS (" + ", ".join(f["failed"]) + ")"
+    return (
+        f"   {label}: c = {f['c']:.3g}, d = {f['d']:.4g} (LV(x*) = {f['LV_at_x_star']:.4g}), "
+        f"level d/c = {f['level']:.4g} = {f['level_over_max_V_fit']:.2f} x the largest fitted V "
+        f"({f['max_V_fit']:.4g}); violated on {f['fraction_violating_check']:.1%} of "
+        f"{f['n_check']} held-out check states and {f['fraction_violating_sim']:.1%} of "
+        f"simulated states (allowed {f['max_violation']:.0%}); max (E V - bound) / SE = "
+        f"{f['max_excess_z']:+.2f}: {verdict}"
     )
 
 
@@ -168,11 +233,8 @@ def _verdict_lines(name: str, c: Mapping, cont: Mapping, disc: Mapping, v: Mappi
         f"   paper's LV <= 0: {'FAILS' if lv > 0 else 'holds'} near x* (LV(x*) = {lv:.4g}); "
         f"holds on {cont['fraction_LV_nonpositive_data']:.1%} of held-out and "
         f"{cont['fraction_LV_nonpositive_sim']:.1%} of simulated states",
-        f"   LV <= -c V + d: c = {cont['c']:.3g}, d = {cont['d']:.4g}, level d/c = "
-        f"{cont['level']:.4g} ({v['level_over_max_V_seen']:.2f} of the largest V seen); "
-        f"bound respected by Monte Carlo: continuous {cont['bound_holds']} (max (E V - bound)"
-        f" / SE = {cont['max_excess_z']:+.2f}), Euler chain {disc['bound_holds']} (c = "
-        f"{disc['c']:.3g}, max (E V - bound) / SE = {disc['max_excess_z']:+.2f})",
+        _form_line("LV <= -c V + d, continuous", cont),
+        _form_line("Euler chain", disc),
     ]
 
 
@@ -189,7 +251,9 @@ def stability_verdicts(
         ``paper_condition_fails_near_x_star``, ``paper_fraction_LV_nonpositive_data``,
         ``paper_condition_holds_on_data``, ``bound_holds_continuous``,
         ``bound_holds_discrete``, ``level_over_max_V_seen`` (the level d/c over the
-        largest V on held-out and simulated states); ``lines`` the verdict in words.
+        largest V on held-out and simulated states), ``level_over_max_V_fit``,
+        ``passes_continuous``, ``passes_discrete`` (the pass / fail of
+        :func:`~sde_utils.theory.report.lv_bound_check`); ``lines`` the verdict in words.
     """
     verdicts, lines = {}, []
     for name, ch in checks.items():
@@ -208,6 +272,9 @@ def stability_verdicts(
             "bound_holds_continuous": cont["bound_holds"],
             "bound_holds_discrete": disc["bound_holds"],
             "level_over_max_V_seen": cont["level"] / v_max,
+            "level_over_max_V_fit": cont["level_over_max_V_fit"],
+            "passes_continuous": cont["passes"],
+            "passes_discrete": disc["passes"],
         }
         lines += _verdict_lines(name, c, cont, disc, verdicts[name])
     return verdicts, lines
@@ -244,6 +311,7 @@ def stability_metrics(
 __all__ = [
     "LV_METRIC_KEYS",
     "lv_checks",
+    "unstable_control",
     "centre_table",
     "roots_table",
     "lv_table",

@@ -35,7 +35,7 @@ from torch import nn
 
 from sde_utils.checks import check_dt, check_int, check_positive, check_real
 from sde_utils.models.base import drift_diffusion_tensors
-from sde_utils.theory._common import as_float64, check_dim
+from sde_utils.theory._common import as_float64, check_dim, require_diagonal
 
 
 def _linear_inputs(A, b, sigma, m0, S0):
@@ -326,6 +326,7 @@ def along_paths(
     mu, sg = np.empty(x.shape), np.empty(x.shape)
     for k in range(x.shape[0]):
         a, b = drift_diffusion_tensors(m64, x[k], t0 + k * dt)
+        b = require_diagonal(b, x.shape[1], x.shape[2], "along_paths")
         mu[k], sg[k] = a.numpy(), b.numpy()
     return mu, sg
 

@@ -45,7 +45,7 @@ from torch import nn
 
 from sde_utils.checks import check_dt, check_int, check_real
 from sde_utils.models.base import drift_diffusion_tensors
-from sde_utils.theory._common import as_float64, as_states, check_dim
+from sde_utils.theory._common import as_float64, as_states, check_dim, require_diagonal
 from sde_utils.theory.lipschitz_upper import certified_upper_bound
 
 
@@ -74,6 +74,7 @@ def _em(m64, x: torch.Tensor, dw: torch.Tensor, dt: float, t0: float) -> np.ndar
     out = [x]
     for j in range(dw.shape[0]):
         mu, sg = drift_diffusion_tensors(m64, out[-1][None], ts[j])
+        sg = require_diagonal(sg, 1, x.shape[-1], "euler_maruyama_path")
         out.append(out[-1] + mu[0] * dt + sg[0] * dw[j])
     return torch.stack(out).numpy()
 
@@ -87,6 +88,7 @@ def _iterates(
     out = [path.numpy().copy()]
     for _ in range(int(n_iter)):
         mu, sg = drift_diffusion_tensors(m64, path[:-1], ts)  # all grid points in one batch
+        sg = require_diagonal(sg, n, x.shape[-1], "picard_iterates")
         path = torch.cat([x[None], x[None] + torch.cumsum(mu * dt + sg * dw, dim=0)])
         out.append(path.numpy().copy())
     return out

@@ -9,12 +9,13 @@ r"""What notebooks 04–06 compute on top of the theory checks, so they stay thi
 - :func:`flatten_paths`: simulated paths as rows of states with their times;
 - :func:`lyapunov_centre`: the equilibrium, its linearisation and the matrix P of
   V = (x - x*)^T P (x - x*), with a stated fallback when no P > 0 exists;
-- :func:`lv_bound_check`: LV over held-out and simulated states, LV <= -c V + d fitted on
-  both, and the implied bound on E V(t) against Monte Carlo;
+- :func:`lv_bound_check`: LV <= -c V + d fitted on part of the held-out states (and x*),
+  checked on the rest, on simulated states and through the bound on E V(t) against
+  Monte Carlo, with a pass / fail verdict;
 - :func:`bracket_table`: Lipschitz brackets of several models as one table.
 
 Conventions as in the rest of :mod:`sde_utils.theory`: states ``(N, d)``, paths
-``(T, ..., d)`` with row k at time ``t0 + k dt``, Itô, diagonal sigma; every result is a
+``(T, ..., d)`` with row k at time ``t0 + k dt``, Itô; every result is a
 dict of floats and numpy arrays (pass it through :func:`~sde_utils.theory.to_jsonable`).
 """
 
@@ -29,7 +30,14 @@ import pandas as pd
 from scipy.stats import norm
 from torch import nn
 
-from sde_utils.checks import check_bool, check_dt, check_fraction, check_positive, check_real
+from sde_utils.checks import (
+    check_bool,
+    check_dt,
+    check_fraction,
+    check_positive,
+    check_real,
+    check_seed,
+)
 from sde_utils.theory._common import as_states
 from sde_utils.theory.lyapunov import (
     expected_V,
@@ -291,69 +299,120 @@ def lv_bound_check(
     dt: float,
     *,
     t0: float = 0.0,
+    t_star: float = 0.0,
     discrete: bool = False,
     quantile: float = 1.0,
     n_sigma: float = 3.0,
+    fit_fraction: float = 0.5,
+    max_violation: float = 0.05,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    r"""LV on held-out and simulated states, LV <= -c V + d fitted on both, E V(t) vs the bound.
+    r"""LV <= -c V + d fitted on part of the held-out states, checked where it was not fitted.
 
-    ``discrete=False``: the paper's generator LV and the continuous bound
+    The held-out ``states`` are split at random (``seed``) into a *fit* part (a share
+    ``fit_fraction``) and a *check* part. (c, d) is fitted (:func:`fit_lv_bound`) on the fit
+    part together with x* itself, so d >= LV(x*) by construction. The inequality is then
+    checked where it was not fitted: on the check part and on the simulated ``paths``
+    (share of states violating it), and through the bound it implies on E V(t) against
+    Monte Carlo. ``discrete=False``: the paper's generator LV and the continuous bound
     E V(t) <= V(0) e^{-ct} + d/c (1 - e^{-ct}) (compare with paths simulated at a small
-    ``dt``). ``discrete=True``: the Euler chain's exact generator LV + dt mu^T P mu and the
+    ``dt``); ``discrete=True``: the Euler chain's exact generator LV + dt mu^T P mu and the
     bound (1 - c dt)^k V(0) + d/c (1 - (1 - c dt)^k) (paths simulated at the same ``dt``).
-    V(0) is the Monte Carlo mean of V at the start (the bound is linear in V(0), so it
-    holds for the mean over starts). The fit covers the simulated states too, so the
-    inequality holds wherever the simulated process went (quantile 1).
+    V(0) is the Monte Carlo mean of V at the start.
+
+    The check passes (``passes``) when (i) at most ``max_violation`` of the check states
+    and of the simulated states violate the inequality, (ii) Monte Carlo E V(t) stays
+    below the bound within ``n_sigma`` SE at every time, and (iii) the level d/c is below
+    the largest V among the fit states (``level_over_max_V_fit < 1``). (iii) rules out the
+    vacuous fit: with LV > 0 at the outermost fit states (a random walk, an unstable
+    drift), any (c, d) covering them has d/c above their V, and the "bound" only says that
+    V stays below what was already seen.
 
     Args:
-        model: an SDEModel. P: ``(d, d)``. x_star: ``(d,)``.
-        states: ``(N, d)`` held-out states; times: ``(N,)`` their times.
+        model: an SDEModel. P: ``(d, d)``. x_star: ``(d,)``; t_star: the time at which
+            LV(x*) is taken (where the drift was frozen to find x*).
+        states: ``(N, d)`` held-out states, N >= 2; times: ``(N,)`` their times.
         paths: ``(T, ..., d)`` simulated with step ``dt`` from time ``t0``.
         quantile: of :func:`~sde_utils.theory.fit_lv_bound`.
         n_sigma: the bound holds when E V(t) <= bound + n_sigma SE at every time.
+        fit_fraction: share of ``states`` used for the fit, in (0, 1).
+        max_violation: the largest share of check / simulated states allowed to violate.
+        seed: seeds the fit / check split.
 
     Returns:
-        ``{"LV_data", "V_data", "dist_data" (N,), "LV_sim", "V_sim", "dist_sim" (M,),
-        "fraction_LV_nonpositive_data", "fraction_LV_nonpositive_sim", "c", "d", "level",
-        "fraction_satisfied", "t" (T,) from 0, "EV" (T,), "EV_se" (T,), "bound" (T,),
-        "bound_holds": bool, "max_excess_z": max over t > 0 of (E V - bound) / SE (at t = 0
-        the bound is the Monte Carlo E V(0) itself; negative: the bound holds with room),
-        "discrete"}``.
+        ``{"LV_data", "V_data", "dist_data" (N,), "fit_mask" (N,) bool, "LV_sim", "V_sim",
+        "dist_sim" (M,), "fraction_LV_nonpositive_data", "fraction_LV_nonpositive_sim",
+        "LV_at_x_star", "c", "d", "level", "fraction_satisfied" (fit states),
+        "n_fit", "n_check", "fraction_violating_check", "fraction_violating_sim",
+        "max_V_fit", "max_V_seen", "level_over_max_V_fit", "level_over_max_V_seen",
+        "t" (T,) from 0, "EV" (T,), "EV_se" (T,), "bound" (T,), "bound_holds": bool,
+        "max_excess_z": max over t > 0 of (E V - bound) / SE, "passes": bool,
+        "failed": list of the failed criteria, "discrete"}``.
     """
-    dt, t0 = check_dt(dt), check_real("t0", t0)
+    dt, t0, t_star = check_dt(dt), check_real("t0", t0), check_real("t_star", t_star)
     discrete = check_bool("discrete", discrete)
     n_sigma = check_positive("n_sigma", n_sigma)
+    fit_fraction = check_fraction("fit_fraction", fit_fraction, open_low=True, open_high=True)
+    max_violation = check_fraction("max_violation", max_violation, open_low=False)
+    seed = check_seed(seed)
     p = np.asarray(P, dtype=np.float64)
     xs = np.asarray(x_star, dtype=np.float64).reshape(-1)
     x_data = as_states(states).numpy()
     t_data = np.asarray(times, dtype=np.float64).reshape(-1)
     if t_data.shape != (x_data.shape[0],):
         raise ValueError(f"times must be ({x_data.shape[0]},), got {t_data.shape}")
+    n = x_data.shape[0]
+    n_fit = int(round(fit_fraction * n))
+    if not 1 <= n_fit < n:
+        raise ValueError(
+            f"fit_fraction={fit_fraction} of {n} states leaves {n_fit} to fit and "
+            f"{n - n_fit} to check; both need >= 1 (pass more states)"
+        )
+    fit_mask = np.zeros(n, dtype=bool)
+    fit_mask[np.random.default_rng(seed).permutation(n)[:n_fit]] = True
     x_sim, t_sim = flatten_paths(paths, t0, dt)
     gen_dt = dt if discrete else None
-    out: dict[str, Any] = {"discrete": bool(discrete)}
+    out: dict[str, Any] = {"discrete": bool(discrete), "fit_mask": fit_mask}
     for key, xx, tt in (("data", x_data, t_data), ("sim", x_sim, t_sim)):
         lv = generator_LV(model, p, xs, xx, tt, dt=gen_dt)
         out[f"LV_{key}"] = lv
         out[f"V_{key}"] = lyapunov_V(p, xs, xx)
         out[f"dist_{key}"] = np.linalg.norm(xx - xs, axis=1)
         out[f"fraction_LV_nonpositive_{key}"] = float(np.mean(lv <= 0.0))
+    lv_star = float(generator_LV(model, p, xs, xs, t_star, dt=gen_dt)[0])
     fit = fit_lv_bound(
-        np.concatenate([out["LV_data"], out["LV_sim"]]),
-        np.concatenate([out["V_data"], out["V_sim"]]),
+        np.append(out["LV_data"][fit_mask], lv_star),
+        np.append(out["V_data"][fit_mask], 0.0),
         quantile=quantile,
         dt=gen_dt,
     )
+    c, d = fit["c"], fit["d"]
+    slack = 1e-12 * max(1.0, abs(d))  # rounding of LV + c V, not a tolerance on the claim
+
+    def violating(lv: np.ndarray, v: np.ndarray) -> float:
+        return float(np.mean(lv > -c * v + d + slack)) if lv.size else 0.0
+
     arr = np.asarray(paths.detach().cpu() if hasattr(paths, "detach") else paths, np.float64)
     ev = expected_V(p, xs, arr.reshape(arr.shape[0], -1, arr.shape[-1]))
     tt = dt * np.arange(arr.shape[0])
-    bound = ultimate_bound(ev["mean"][0], fit["c"], fit["d"], tt, dt=gen_dt)
+    bound = ultimate_bound(ev["mean"][0], c, d, tt, dt=gen_dt)
     excess = z_scores(ev["mean"], bound, ev["se"])
+    max_v_fit = float(out["V_data"][fit_mask].max())
+    max_v_seen = float(max(out["V_data"].max(), out["V_sim"].max()))
     out.update(
-        c=fit["c"],
-        d=fit["d"],
+        LV_at_x_star=lv_star,
+        c=c,
+        d=d,
         level=fit["level"],
         fraction_satisfied=fit["fraction_satisfied"],
+        n_fit=n_fit,
+        n_check=n - n_fit,
+        fraction_violating_check=violating(out["LV_data"][~fit_mask], out["V_data"][~fit_mask]),
+        fraction_violating_sim=violating(out["LV_sim"], out["V_sim"]),
+        max_V_fit=max_v_fit,
+        max_V_seen=max_v_seen,
+        level_over_max_V_fit=fit["level"] / max_v_fit if max_v_fit > 0 else np.inf,
+        level_over_max_V_seen=fit["level"] / max_v_seen if max_v_seen > 0 else np.inf,
         t=tt,
         EV=ev["mean"],
         EV_se=ev["se"],
@@ -361,6 +420,17 @@ def lv_bound_check(
         bound_holds=bool(np.all(excess <= n_sigma)),
         max_excess_z=float(excess[1:].max() if excess.size > 1 else excess.max()),
     )
+    failed = [
+        name
+        for name, bad in (
+            ("held-out violations", out["fraction_violating_check"] > max_violation),
+            ("simulated violations", out["fraction_violating_sim"] > max_violation),
+            ("Monte Carlo E V above the bound", not out["bound_holds"]),
+            ("level d/c not below the largest fitted V", not out["level_over_max_V_fit"] < 1),
+        )
+        if bad
+    ]
+    out.update(passes=not failed, failed=failed, max_violation=float(max_violation))
     return out
 
 

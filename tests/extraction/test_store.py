@@ -30,7 +30,13 @@ from sde_utils.paths import TRAJECTORIES_DIR
 def test_round_trip(tmp_path):
     path = build(tmp_path, meta={"note": "fixture run"})
     assert path == tmp_path / "run"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no partial left behind
+    # no partial left behind; the lock file of build_lock stays (empty, harmless)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "run.lock"]
+    assert sorted(p.name for p in path.iterdir()) == [
+        "embeddings.npy",
+        "meta.json",
+        "sequences.parquet",
+    ]
     store = load_store("run", root=tmp_path)
     items = make_items()
 

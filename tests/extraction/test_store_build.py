@@ -55,7 +55,7 @@ def test_mismatched_params_are_recomputed(tmp_path, caplog):
     np.testing.assert_array_equal(
         store.trajectory(0), (2.0 * expected_states(make_items()[0])).astype(np.float32)
     )
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # old copy removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "run.lock"]  # old copy removed
 
 
 def test_changed_items_are_recomputed(tmp_path, caplog):
@@ -249,7 +249,7 @@ def test_bad_build_arguments(tmp_path, items, kw, exc, match):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("run_id", ["", "../x", "a/b", "x.partial", ".hidden", 3])
+@pytest.mark.parametrize("run_id", ["", "../x", "a/b", "x.partial", "x.lock", ".hidden", 3])
 def test_bad_run_id(tmp_path, run_id):
     with pytest.raises(ValueError, match="run_id"):
         build_store(run_id, make_items(), must_not_be_called, params={}, root=tmp_path)

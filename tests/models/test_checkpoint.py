@@ -99,3 +99,35 @@ def test_save_load_restore_round_trip(tmp_path):
     )
     with pytest.raises(ValueError, match="belongs to a different run"):
         changed.load(epochs=3)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda b: b[: len(b) // 2],  # truncated (torch raises OSError or RuntimeError)
+        lambda b: b"",  # empty (EOFError)
+        lambda b: b"\x00" * len(b),  # zeroed (RuntimeError: legacy .tar format)
+    ],
+    ids=["truncated", "empty", "zeroed"],
+)
+def test_damaged_checkpoint_is_named_and_ignored(tmp_path, damage):
+    torch.manual_seed(0)
+    model = NeuralSDE(2, hidden=4)
+    data = (torch.zeros(5, 2),)
+    ckpt = Checkpoint.for_run(
+        tmp_path, model, list(model.parameters()), torch.float32, {}, data, data
+    )
+    ckpt.save(model, _state(model))
+    assert ckpt.load(epochs=3) is not None  # control: the intact file is read
+    ckpt.path.write_bytes(damage(ckpt.path.read_bytes()))
+    pattern = rf"checkpoint {ckpt.path} is damaged \(\w+Error.*\); training restarts from scratch"
+    with pytest.warns(UserWarning, match=pattern):
+        assert ckpt.load(epochs=3) is None
+
+
+def test_a_torch_file_that_is_no_checkpoint_is_damaged(tmp_path):
+    model = NeuralSDE(2, hidden=4)
+    ckpt = Checkpoint.for_run(tmp_path, model, list(model.parameters()), torch.float32, {}, (), ())
+    torch.save({"format": 1, "epoch": 2}, ckpt.path)  # readable, but entries are missing
+    with pytest.warns(UserWarning, match="damaged \\(not a checkpoint: entries missing\\)"):
+        assert ckpt.load(epochs=3) is None

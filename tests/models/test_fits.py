@@ -109,3 +109,19 @@ def test_killed_fit_resumes_to_the_same_numbers(store, tmp_path, monkeypatch):
     h_clean, h_resumed = clean.histories["neural_sde"], resumed.histories["neural_sde"]
     assert h_resumed.val_total == h_clean.val_total
     assert h_resumed.train_total == h_clean.train_total
+
+
+def test_fit_json_records_the_sha256_of_every_file(store, tmp_path):
+    import hashlib
+
+    fitted = fits.fit_all(store, PARAMS, root=tmp_path, progress=False)
+    meta = json.loads((fitted.path / "fit.json").read_text())
+    on_disk = {p.name for p in fitted.path.iterdir()} - {"fit.json"}
+    assert set(meta["files"]) == on_disk  # every file but fit.json itself, nothing else
+    for name, digest in meta["files"].items():
+        assert hashlib.sha256((fitted.path / name).read_bytes()).hexdigest() == digest
+    assert fits.verify_fit(fitted.path) == meta
+    history = fitted.path / "history_linear_ou.json"
+    history.write_text(history.read_text() + " ")  # control: one extra byte is seen
+    with pytest.raises(fits.DamagedFitError, match="history_linear_ou.json differs"):
+        fits.verify_fit(fitted.path)

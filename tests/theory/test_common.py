@@ -64,3 +64,39 @@ def test_input_coercion_and_messages():
         state_dim_of(torch.nn.Linear(2, 2))
     assert safe_ratio(2.0, 0.0) == np.inf and safe_ratio(0.0, 0.0) == 1.0
     assert safe_ratio(None, 1.0) is None and safe_ratio(3.0, 2.0) == 1.5
+
+
+class PlainWeight(torch.nn.Module):
+    """drift x W^T with W a plain float32 tensor attribute (not a parameter or buffer)."""
+
+    state_dim = 2
+
+    def __init__(self):
+        super().__init__()
+        self.W = torch.tensor([[-1.0, 0.5], [0.0, -2.0]], dtype=torch.float32)
+        self.s = torch.tensor([0.5, 0.25], dtype=torch.float32)
+
+    def drift(self, x, t):
+        return x @ self.W.T
+
+    def diffusion(self, x, t):
+        return self.s.expand(x.shape[0], -1)
+
+    def drift_diffusion(self, x, t):
+        return self.drift(x, t), self.diffusion(x, t)
+
+
+def test_a_float32_plain_tensor_attribute_is_converted_to_float64():
+    from sde_utils.theory import generator_LV, stability_at
+
+    model = PlainWeight()
+    m64 = as_float64(model)
+    assert m64.W.dtype == torch.float64 and model.W.dtype == torch.float32  # original kept
+    # before: "expected m1 and m2 to have the same dtype" (float64 states @ float32 W)
+    x = np.random.default_rng(1).normal(size=(5, 2))
+    w, s = model.W.double().numpy(), model.s.double().numpy()
+    lv = generator_LV(model, np.eye(2), np.zeros(2), x)
+    closed = 2 * np.einsum("ni,ni->n", x, x @ w.T) + (s**2).sum()
+    np.testing.assert_allclose(lv, closed, rtol=1e-12)  # W, s exact in float32 -> float64
+    res = stability_at(model, np.zeros(2))
+    np.testing.assert_allclose(res["A"], w, rtol=1e-12)

@@ -165,3 +165,13 @@ def test_lower_bound_options_are_checked_with_the_shared_checks():
         lipschitz_lower_bound(model, x, 0.0, progress=1)
     with pytest.raises(ValueError, match="method='svd' is not allowed"):
         lipschitz_lower_bound(model, x, 0.0, method="svd", progress=False)
+
+
+def test_a_full_diffusion_matrix_is_rejected_by_the_search_and_the_drift_still_works():
+    from toy_models import A_FULL, FullNoiseOU
+
+    x = np.random.default_rng(2).normal(size=(6, 2))
+    with pytest.raises(ValueError, match=r"lipschitz_lower_bound \(which='diffusion'\) needs a"):
+        lipschitz_bracket(FullNoiseOU(), x, [0.0], progress=False, n_explore=4)
+    low = lipschitz_lower_bound(FullNoiseOU(), x, [0.0], "drift", progress=False, n_explore=4)
+    assert low["lower"] == pytest.approx(np.linalg.norm(A_FULL, 2), rel=1e-9)  # J = A

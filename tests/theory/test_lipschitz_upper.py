@@ -114,3 +114,37 @@ def test_bad_upper_bound_arguments_are_named():
         lipschitz_upper_bound(model, "drift", seed=-1)
     with pytest.raises(TypeError, match="torch.nn.Module"):
         lipschitz_upper_bound("not a model", "drift")
+
+
+def test_a_user_sequential_linear_drift_gets_its_spectral_norm():
+    from toy_models import SequentialDrift
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 2))  # a linear chain: W2 W1
+    model = SequentialDrift(net)
+    w = (net[1].weight @ net[0].weight).detach().numpy()
+    up = lipschitz_upper_bound(model, "drift")
+    assert up["reason"] is None and up["structure"] == "mlp"
+    # ||W2 W1||_2 exactly (the chain is multiplied out), up to float64 rounding
+    assert up["upper"] == pytest.approx(np.linalg.norm(w, 2), rel=1e-12)
+    assert up["time_lipschitz"] == 0.0  # net(x): no time input
+    # a single nn.Linear too
+    lin = SequentialDrift(nn.Linear(2, 2))
+    w1 = lin.net.weight.detach().numpy()
+    assert lipschitz_upper_bound(lin, "drift")["upper"] == pytest.approx(np.linalg.norm(w1, 2))
+    # with an activation: at most the product of spectral norms (tanh' <= 1)
+    deep = SequentialDrift(nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 2)))
+    prod = np.linalg.norm(deep.net[0].weight.detach().numpy(), 2) * np.linalg.norm(
+        deep.net[2].weight.detach().numpy(), 2
+    )
+    assert 0 < lipschitz_upper_bound(deep, "drift")["upper"] <= prod * (1 + 1e-12)
+
+
+def test_an_unsupported_layer_is_named_in_the_reason():
+    from toy_models import SequentialDrift
+
+    model = SequentialDrift(nn.Sequential(nn.Linear(2, 4), nn.LayerNorm(4), nn.Linear(4, 2)))
+    up = lipschitz_upper_bound(model, "drift")
+    assert up["upper"] is None
+    assert "no certified bound for SequentialDrift.drift" in up["reason"]
+    assert "unsupported module LayerNorm" in up["reason"]

@@ -9,7 +9,7 @@ import scipy.linalg
 import scipy.optimize
 import torch
 from scipy.stats import norm
-from toy_models import ToyLinear
+from toy_models import A_FULL, G_FULL, FullNoiseOU, ToyLinear
 
 from sde_utils.models.base import SDEModel
 from sde_utils.theory import (
@@ -271,3 +271,59 @@ def test_monte_carlo_EV_of_the_euler_chain_matches_exact_moments_and_the_bound()
     c_dt = np.linalg.eigvalsh(ph @ (np.eye(d) - dt * A.T @ p @ A) @ ph).min()
     bound = ultimate_bound(exact[0], c_dt, s, dt * np.arange(n_steps + 1), dt=dt)
     assert np.all(mc["mean"] <= bound + 3 * mc["se"])
+
+
+# --- full (B, d, d) diffusion matrices ----------------------------------------------------
+
+
+def test_full_noise_ou_lv_at_equilibrium_is_the_trace_closed_form():
+    res = stability_at(FullNoiseOU(), np.zeros(2))
+    p = res["P"]
+    # P solves A^T P + P A = -I; for this A, P = [[1/2, 1/4], [1/4, 1/3]] (hand-solved:
+    # -2 p11 = -1; 2 p11 - 4 p12 = 0; 4 p12 - 6 p22 = -1)
+    np.testing.assert_allclose(p, [[0.5, 0.25], [0.25, 1 / 3]], rtol=1e-12)
+    g = np.asarray(G_FULL)
+    trace = float(np.trace(g.T @ p @ g))
+    assert trace == pytest.approx(0.095, rel=1e-12)  # 0.045 + 0.015 + 0.005 + 0.03
+    assert res["LV_at_equilibrium"] == pytest.approx(trace, rel=1e-12)  # float64 rounding
+    assert res["sigma_at_equilibrium"].shape == (2, 2)
+
+
+def test_full_noise_generator_is_minus_y_q_y_plus_the_trace():
+    # with P from A^T P + P A = -Q: 2 y^T P A y = -y^T Q y, so LV = -|y|^2 + tr(G^T P G)
+    model, p = FullNoiseOU(), solve_lyapunov(A_FULL)
+    x = np.random.default_rng(3).normal(size=(50, 2))
+    lv = generator_LV(model, p, np.zeros(2), x, 0.0)
+    g = np.asarray(G_FULL)
+    closed = -(x**2).sum(1) + np.trace(g.T @ p @ g)
+    np.testing.assert_allclose(lv, closed, rtol=1e-10, atol=1e-12)  # float64 rounding
+    # the Euler chain adds dt mu^T P mu exactly
+    lv_dt = generator_LV(model, p, np.zeros(2), x, 0.0, dt=0.1)
+    mu = x @ np.asarray(A_FULL).T
+    np.testing.assert_allclose(lv_dt - lv, 0.1 * np.einsum("ni,ij,nj->n", mu, p, mu), rtol=1e-10)
+
+
+def test_diagonal_and_full_diffusion_give_the_same_generator():
+    s = np.array([0.3, 0.5])
+    full, diag = FullNoiseOU(G=np.diag(s)), ToyLinear(A_FULL, [0.0, 0.0], s)
+    x, p = np.random.default_rng(4).normal(size=(20, 2)), solve_lyapunov(A_FULL)
+    np.testing.assert_allclose(
+        generator_LV(full, p, np.zeros(2), x), generator_LV(diag, p, np.zeros(2), x), rtol=1e-12
+    )
+
+
+class BadShape(SDEModel):
+    state_dim = 2
+
+    def drift(self, x, t):
+        return -x
+
+    def diffusion(self, x, t):
+        return torch.ones(x.shape[0], 3, dtype=x.dtype)
+
+
+def test_a_diffusion_of_another_shape_is_rejected_with_the_allowed_shapes():
+    with pytest.raises(ValueError, match=r"generator_LV: the diffusion returned shape \(4, 3\)"):
+        generator_LV(BadShape(), np.eye(2), np.zeros(2), np.zeros((4, 2)))
+    with pytest.raises(ValueError, match=r"allowed are the diagonal \(1, 2\) or the full"):
+        stability_at(BadShape(), np.zeros(2))

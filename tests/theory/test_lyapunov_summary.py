@@ -52,7 +52,7 @@ def test_lv_checks_are_lv_bound_check_on_the_seeded_simulations(run):
         models["ou"], torch.as_tensor(sim_starts), n_steps=6, dt=0.5, n_paths=8, seed=4
     )
     direct = lv_bound_check(
-        models["ou"], c["P"], c["x_star"], states, times, paths, 0.5, discrete=True
+        models["ou"], c["P"], c["x_star"], states, times, paths, 0.5, discrete=True, seed=4
     )
     # the same seed and the same operations: identical numbers
     np.testing.assert_array_equal(checks["ou"]["discrete"]["EV"], direct["EV"])
@@ -80,10 +80,15 @@ def test_verdicts_and_metrics(run):
     verdicts, lines = stability_verdicts(centres, checks, lv_star)
     ou = verdicts["ou"]
     assert ou["equilibrium_found"] and ou["hurwitz"] and ou["paper_condition_fails_near_x_star"]
-    assert ou["bound_holds_discrete"]  # fitted on every simulated state, so it must hold
-    assert 0 < ou["level_over_max_V_seen"]
-    assert len(lines) == 6 and lines[0].startswith("ou: equilibrium 1 root(s)")
-    assert "FAILS near x*" in lines[1]
+    # a stable linear drift: LV <= -c V + d holds for all x once c <= 1 / max eig P, so the
+    # Euler chain's exact bound holds on the simulations; the random walk must fail
+    assert ou["bound_holds_discrete"] and ou["passes_discrete"]
+    assert 0 < ou["level_over_max_V_seen"] and ou["level_over_max_V_fit"] < 1
+    rw = verdicts["rw"]
+    assert not rw["passes_continuous"] and not rw["passes_discrete"]
+    assert rw["level_over_max_V_fit"] >= 1  # LV = Tr sigma^2 > 0 everywhere: vacuous level
+    assert len(lines) == 8 and lines[0].startswith("ou: equilibrium 1 root(s)")
+    assert "FAILS near x*" in lines[1] and lines[7].endswith(")") and "FAILS (" in lines[7]
     metrics = stability_metrics(centres, checks, lv_star)
     assert set(metrics["rw"]["continuous"]) == set(LV_METRIC_KEYS)
     assert metrics["rw"]["P_source"] == "identity"
@@ -95,3 +100,16 @@ def test_bad_simulation_arguments_are_named(run):
     kw = dict(n_steps=2, n_paths=1, fine_steps=1, quantile=1.0, seed=0)
     with pytest.raises(ValueError, match="n_paths must be an int >= 2, got 1"):
         lv_checks(models["ou"], centres["ou"], sim_starts, states, times, 0.5, **kw)
+
+
+def test_unstable_control_shifts_the_spectrum_and_keeps_the_original():
+    from sde_utils.theory.lyapunov_summary import unstable_control
+
+    ou = linear_sde(A, B, S)
+    un = unstable_control(ou, 0.05)
+    eig = np.linalg.eigvals(un.A.numpy())
+    # A + (0.05 - max Re lambda(A)) I: the same eigenvectors, largest real part 0.05
+    assert eig.real.max() == pytest.approx(0.05, abs=1e-12)
+    np.testing.assert_array_equal(ou.A.numpy(), A)  # a copy; the fit's model is untouched
+    with pytest.raises(TypeError, match="unstable_control needs a linear model with an A"):
+        unstable_control(RandomWalk(2))

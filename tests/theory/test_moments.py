@@ -208,3 +208,10 @@ def test_along_paths_feeds_the_recursion_check_for_a_model():
     res = moment_recursion_check(paths[..., 0], mu[..., 0], sg[..., 0], dt, n_max=3)
     # the Euler form is exact: 15 z-scores ~N(0, 1), Bonferroni at 1%
     assert res["max_abs_z_euler"].max() < z_critical(res["z_euler"].size)
+
+
+def test_along_paths_rejects_a_full_diffusion_matrix():
+    from toy_models import FullNoiseOU
+
+    with pytest.raises(ValueError, match=r"along_paths needs a diagonal diffusion of shape"):
+        along_paths(FullNoiseOU(), np.zeros((3, 4, 2)))

@@ -165,3 +165,13 @@ def test_bad_arguments_are_named():
         picard_iterates(model, np.zeros((2, 2)), np.zeros((5, 2)), 0.1)
     with pytest.raises(ValueError, match="dt must be a finite number > 0"):
         euler_maruyama_path(model, [0.0, 0.0], np.zeros((5, 2)), -0.1)
+
+
+def test_a_full_diffusion_matrix_is_rejected_with_a_clear_error():
+    from toy_models import FullNoiseOU
+
+    dw = np.zeros((3, 2))
+    with pytest.raises(ValueError, match=r"euler_maruyama_path needs a diagonal diffusion"):
+        euler_maruyama_path(FullNoiseOU(), np.zeros(2), dw, 0.1)
+    with pytest.raises(ValueError, match=r"returned \(3, 2, 2\), a full diffusion matrix"):
+        picard_iterates(FullNoiseOU(), np.zeros(2), dw, 0.1, 1)

@@ -225,6 +225,10 @@ def test_lv_bound_check_on_an_ou_process(discrete):
     # the discrete generator is exact for the chain, so its bound must hold; the continuous
     # one on a chain with a 0.05 step holds up to O(dt) (checked, not guaranteed in general)
     assert r["bound_holds"]
+    # fitted on half the states and x*, checked on the other half: a linear drift obeys
+    # LV <= -c V + d everywhere for c <= 1 / max eig P, so nothing violates it; d >= LV(x*)
+    assert r["n_fit"] == r["n_check"] == 150 and r["d"] >= r["LV_at_x_star"]
+    assert r["fraction_violating_check"] == 0.0 and r["passes"], r["failed"]
     # LV on held-out states: the closed form 2 y^T P (A y) + tr(P diag(sigma^2)) (+ dt mu^T P mu)
     y = states - c["x_star"]
     mu = y @ A2.T
@@ -232,6 +236,25 @@ def test_lv_bound_check_on_an_ou_process(discrete):
     if discrete:
         closed = closed + dt * np.einsum("ni,ij,nj->n", mu, c["P"], mu)
     np.testing.assert_allclose(r["LV_data"], closed, rtol=1e-9, atol=1e-9)  # float64 rounding
+
+
+@pytest.mark.parametrize("name", ["unstable", "random_walk"])
+def test_lv_bound_check_fails_on_an_unstable_drift_and_a_random_walk(name):
+    # the controls: eigenvalues +0.2 (unstable) or a zero drift (E V grows like t Tr sigma^2)
+    model = (
+        linear_model(A=[[0.2, 0.0], [0.0, 0.1]], b=[0.0, 0.0])
+        if name == "unstable"
+        else RandomWalk(2).double()
+    )
+    rng = np.random.default_rng(11)
+    states = rng.normal(size=(200, 2))
+    paths = simulate(model, torch.as_tensor(states[:8]), n_steps=20, dt=1.0, n_paths=32, seed=3)
+    r = lv_bound_check(model, np.eye(2), np.zeros(2), states, np.zeros(200), paths, 1.0)
+    assert not r["passes"]
+    # LV > 0 at the outermost fit states (both): the level covers them, so it is vacuous
+    assert r["level_over_max_V_fit"] >= 1.0
+    assert "level d/c not below the largest fitted V" in r["failed"]
+    assert r["fraction_violating_sim"] > 0.05  # the paths leave the fitted region
 
 
 # --- tables and evaluation ----------------------------------------------------------------

@@ -88,3 +88,42 @@ def linear_sde(A, b, sigma):
     model.b.copy_(torch.as_tensor(b, dtype=torch.float64))
     model.sigma_diag.copy_(torch.as_tensor(sigma, dtype=torch.float64))
     return model
+
+
+A_FULL = [[-1.0, 2.0], [0.0, -3.0]]  # Hurwitz (eigenvalues -1, -3)
+G_FULL = [[0.3, 0.1], [0.0, 0.3]]
+
+
+class FullNoiseOU(SDEModel):
+    """dX = A X dt + G dW with a full constant G: ``diffusion`` returns ``(B, d, d)``."""
+
+    state_dim = 2
+
+    def __init__(self, A=A_FULL, G=G_FULL):
+        super().__init__()
+        self.register_buffer("A", torch.as_tensor(A, dtype=F64))
+        self.register_buffer("G", torch.as_tensor(G, dtype=F64))
+
+    def drift(self, x, t):
+        return x @ self.A.T
+
+    def diffusion(self, x, t):
+        return self.G.expand(x.shape[0], -1, -1)
+
+
+class SequentialDrift(SDEModel):
+    """A researcher's own model: drift = a plain nn.Sequential on x (no time input),
+    constant diagonal sigma kept as a plain tensor attribute (not a buffer)."""
+
+    state_dim = 2
+
+    def __init__(self, net, sigma=(0.5, 0.5), dtype=F64):
+        super().__init__()
+        self.net = net.to(dtype)
+        self.noise = torch.as_tensor(sigma, dtype=dtype)  # plain attribute, not a buffer
+
+    def drift(self, x, t):
+        return self.net(x)
+
+    def diffusion(self, x, t):
+        return self.noise.expand(x.shape[0], -1)
