@@ -182,8 +182,13 @@ def run_notebooks(
     ``<root>/reports/notebooks/`` unless ``output_dir`` says otherwise). Everything is
     checked first (profile, names, types, a writable root); nothing runs on a bad
     parameter. The summary JSON is written after every notebook and on failure; the partial
-    output notebook of a failed run is kept. ``progress=False`` also turns off the bars
-    inside the notebooks (``TQDM_DISABLE``).
+    output notebook of a failed run is kept.
+
+    Progress: the runner shows one bar per notebook (cells done) on a terminal and one
+    line per notebook elsewhere; ``progress=False`` turns its bar off. Bars *inside* the
+    executed notebooks are always off (``TQDM_DISABLE=1`` in the kernels): a Jupyter
+    progress widget's updates are not saved, so an executed notebook would keep a frozen
+    "0%" bar. Opened in Jupyter, the same notebooks show live widget bars.
     """
     notebooks_dir = Path(notebooks_dir or paths.NOTEBOOKS_DIR)
     name, profile_path, profile_data = load_profile(profile)
@@ -201,8 +206,7 @@ def run_notebooks(
     commit = git_commit()
     os.environ["SDE_RUN_PROFILE"] = name
     os.environ["SDE_RUN_COMMIT"] = commit or ""
-    if not progress:
-        os.environ["TQDM_DISABLE"] = "1"
+    os.environ["TQDM_DISABLE"] = "1"  # in the kernels only matters; see the docstring
     # a live bar only on a terminal; elsewhere one plain line per notebook
     live = progress and sys.stderr.isatty()
 
