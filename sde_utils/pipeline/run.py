@@ -146,6 +146,9 @@ def _quiet_kernel_manager(log_path: Path):
             log_path.parent.mkdir(parents=True, exist_ok=True)
             self._kernel_log = open(log_path, "ab")  # noqa: SIM115 (closed at shutdown)
             kw.setdefault("stderr", self._kernel_log)
+            # no progress widgets in executed notebooks (see run_notebooks); the runner's
+            # own bar lives in this process and is unaffected
+            kw["env"] = {**(kw.get("env") or os.environ), "TQDM_DISABLE": "1"}
             return await super()._async_launch_kernel(kernel_cmd, **kw)
 
         async def _async_cleanup_resources(self, restart: bool = False) -> None:
@@ -206,7 +209,6 @@ def run_notebooks(
     commit = git_commit()
     os.environ["SDE_RUN_PROFILE"] = name
     os.environ["SDE_RUN_COMMIT"] = commit or ""
-    os.environ["TQDM_DISABLE"] = "1"  # in the kernels only matters; see the docstring
     # a live bar only on a terminal; elsewhere one plain line per notebook
     live = progress and sys.stderr.isatty()
 
