@@ -92,7 +92,7 @@ def _verdict_tables(verdicts: Mapping[str, Any]) -> str:
         simple = all(
             not isinstance(x, (Mapping, list)) for v in nested.values() for x in v.values()
         )
-        out.append(matrix(nested, 0, corner="check") if simple else render_value(nested))
+        out.append(matrix(nested, 0) if simple else render_value(nested))
     return f'<div class="table-wrap">{"".join(out)}</div>'
 
 
