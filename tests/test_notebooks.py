@@ -87,7 +87,7 @@ def _(m, p):
 @check("03-train-sde")
 def _(m, p):
     ev = m["evaluation"]
-    assert set(ev) == {"neural_sde", "random_walk", "linear_ou", "drift_only"}
+    assert set(ev) == {"neural_sde", "random_walk", "linear_ou", "drift_only", "linear_mlp_sigma"}
     for name, row in ev.items():
         assert row["n_transitions"] > 0
         assert all(row[k] is not None for k in ("nll", "drift_mse", "drift_r2")), name
@@ -100,6 +100,28 @@ def _(m, p):
     # the verdicts are the table's numbers, not typed in
     for name, v in m["verdicts"].items():
         assert v["beats_on_nll"] == (ev[name]["nll"] > ev["neural_sde"]["nll"])
+    # conversation-bootstrap intervals: around the table's own numbers, for every metric
+    iv = m["intervals"]
+    assert set(iv["per_model"]) == set(ev) and iv["n_groups"] >= 2
+    for name, per in iv["per_model"].items():
+        assert {"nll", "drift_r2", "coverage_0.5", "coverage_0.9"} <= set(per), name
+        assert any(key.startswith("energy_h") for key in per), name
+        for key, x in per.items():
+            assert x["low"] <= x["estimate"] <= x["high"], (name, key, x)
+            # same numbers up to summation order (cdist's matrix-product rounding ~1e-10)
+            assert abs(x["estimate"] - ev[name][key]) <= 1e-6 * (1 + abs(ev[name][key])), key
+    assert set(iv["paired"]) == set(ev) - {"neural_sde"}
+    for other, diffs in iv["paired"].items():
+        for key, x in diffs.items():
+            assert x["low"] <= x["estimate"] <= x["high"], (other, key, x)
+            assert abs(x["estimate"] - (ev["neural_sde"][key] - ev[other][key])) <= 1e-6, key
+    # the verdict is the intervals': beats all = every paired upper bound below 0
+    vi = m["verdicts_intervals"]
+    for name, v in vi["models"].items():
+        pairs = iv["pairwise"][name]
+        below = all(pairs[o][c]["high"] < 0 for o in pairs for c in vi["criteria"])
+        assert v["beats_all"] == below, name
+    assert vi["winners"] == [n for n, v in vi["models"].items() if v["beats_all"]]
 
 
 @check("07-paper-figures")
@@ -146,7 +168,7 @@ def _(m, p):
     assert figs["fig7-capital-of-france"]["finding"].startswith("Yes" if answered else "No")
 
 
-MODELS = {"neural_sde", "random_walk", "linear_ou", "drift_only"}
+MODELS = {"neural_sde", "random_walk", "linear_ou", "drift_only", "linear_mlp_sigma"}
 
 
 def _le(a, b, rel=1e-9):
@@ -363,7 +385,7 @@ def _(m, p):
     first = m["first_step"]
     assert first["dims"] == p["kl_dims"] and first["n_groups"] >= 0
     if first["n_groups"]:
-        assert set(first["by_model"]) == {"neural_sde", "random_walk", "linear_ou", "drift_only"}
+        assert set(first["by_model"]) == MODELS
     for res in first["by_model"].values():
         assert res["n_groups"] + res["n_degenerate"] == first["n_groups"]
         for stat in ("kl_gauss_diag", "energy"):

@@ -6,6 +6,13 @@ All three have a constant diagonal diffusion ``sigma`` (property, ``(d,)``):
 - :class:`LinearSDE`: Ornstein–Uhlenbeck ``dX = (A X + b) dt + sigma dW``, time-homogeneous;
 - :class:`DriftOnlyMLP`: MLP drift (exactly NeuralSDE's ``drift_net``) and constant sigma.
 
+and one has a state-dependent sigma:
+
+- :class:`LinearDriftMLPSigma`: linear drift ``x A^T + b`` and NeuralSDE's diffusion MLP,
+  so that comparing it with :class:`LinearSDE` (same drift family, constant sigma) and with
+  the neural SDE (MLP drift) separates what the state-dependent sigma buys from what the
+  MLP drift buys.
+
 ``RandomWalk`` and ``LinearSDE`` hold their coefficients in buffers (no trainable parameters)
 and are fitted by :meth:`fit_closed_form` from transitions ``x0 (N, d)``, ``t0 (N,)``,
 ``x1 (N, d)`` with step ``dt``, by the Euler–Maruyama likelihood: the drift by plain least
@@ -22,10 +29,18 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from sde_utils.checks import check_bool, check_dt, check_int, check_positive
+from sde_utils.checks import check_bool, check_choice, check_dt, check_int, check_positive
 from sde_utils.models.base import SDEModel, register_model
-from sde_utils.models.neural import MLPDriftMixin
+from sde_utils.models.neural import (
+    ACTIVATIONS,
+    OUTPUT_INIT_SCALE,
+    MLPDriftMixin,
+    TimeFeatures,
+    inverse_softplus,
+    make_mlp,
+)
 
 SIGMA_MIN = 1e-12  # closed-form sigma is clamped here so a constant dimension stays valid
 
@@ -233,10 +248,109 @@ class DriftOnlyMLP(MLPDriftMixin, _ConstantSigma):
         }
 
 
+@register_model
+class LinearDriftMLPSigma(SDEModel):
+    """Linear drift ``x @ A.T + b`` and NeuralSDE's diffusion MLP.
+
+    ``drift(x, t) = x @ A.T + b`` (``A (d, d)``, ``b (d,)``, trainable parameters,
+    time-homogeneous like :class:`LinearSDE`) and ``diffusion(x, t) = softplus(
+    diffusion_net([x, time_features(t)])) + sigma_floor`` built exactly as
+    :class:`~sde_utils.models.neural.NeuralSDE`'s (``depth`` hidden layers of width
+    ``hidden``, output weights scaled by ``OUTPUT_INIT_SCALE``, output bias
+    ``inverse_softplus(sigma_init - sigma_floor)`` so sigma starts ~ ``sigma_init``).
+
+    Choice: the drift is *initialised* from the closed-form least squares of
+    :meth:`LinearSDE.fit_closed_form` (:meth:`from_least_squares`; a fresh model starts at
+    ``A = 0, b = 0``) and then trained jointly with the diffusion by
+    :func:`sde_utils.models.train.fit`. Least squares already minimises the drift loss, so
+    training mostly moves sigma; the drift may still move where the NLL weighs residuals
+    by ``1 / sigma(x)^2``.
+    """
+
+    def __init__(
+        self,
+        state_dim: int,
+        hidden: int = 128,
+        depth: int = 2,
+        activation: str = "silu",
+        time_encoding: str = "linear",
+        n_frequencies: int = 4,
+        sigma_floor: float = 1e-3,
+        *,
+        sigma_init: float = 1.0,
+        time_scale: float = 1.0,
+    ):
+        super().__init__()
+        self.state_dim = check_int("state_dim", state_dim, minimum=1)
+        self.hidden = check_int("hidden (width)", hidden, minimum=1)
+        self.depth = check_int("depth", depth, minimum=1)
+        self.activation = check_choice("activation", activation, ACTIVATIONS)
+        self.sigma_floor = check_positive("sigma_floor", sigma_floor, allow_zero=True)
+        self.sigma_init = check_positive("sigma_init", sigma_init)
+        if self.sigma_init <= self.sigma_floor:
+            raise ValueError(
+                f"sigma_init must be > sigma_floor={self.sigma_floor!r}, got {sigma_init!r}"
+            )
+        self.time = TimeFeatures(time_encoding, n_frequencies, time_scale)  # checks all three
+        self.time_encoding = self.time.encoding
+        self.n_frequencies = self.time.n_frequencies
+        self.time_scale = self.time.time_scale
+        self.A = nn.Parameter(torch.zeros(state_dim, state_dim))
+        self.b = nn.Parameter(torch.zeros(state_dim))
+        self.diffusion_net = make_mlp(
+            state_dim + self.time.n_features, hidden, depth, state_dim, activation
+        )
+        with torch.no_grad():
+            out = self.diffusion_net[-1]
+            out.weight.mul_(OUTPUT_INIT_SCALE)
+            out.bias.fill_(inverse_softplus(self.sigma_init - self.sigma_floor))
+
+    def drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return x @ self.A.T + self.b
+
+    def time_features(self, t: torch.Tensor) -> torch.Tensor:
+        """``t (B,) -> (B, n_time_features)``; see :class:`~sde_utils.models.neural.TimeFeatures`
+        (the theory's certified bounds read the diffusion net's input through it)."""
+        return self.time(t)
+
+    def diffusion(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        z = torch.cat([x, self.time_features(t.to(x.dtype))], dim=-1)
+        return F.softplus(self.diffusion_net(z)) + self.sigma_floor
+
+    @torch.no_grad()
+    def set_drift_least_squares(
+        self, x0: torch.Tensor, t0: torch.Tensor, x1: torch.Tensor, dt: float
+    ) -> LinearDriftMLPSigma:
+        """Set ``A, b`` to :meth:`LinearSDE.fit_closed_form`'s least-squares drift on the
+        transitions ``x0 (N, d)``, ``t0 (N,)``, ``x1 (N, d)`` (``N >= d + 1``); returns self."""
+        ls = LinearSDE.fit_closed_form(x0, t0, x1, dt)
+        if ls.state_dim != self.state_dim:
+            raise ValueError(
+                f"transitions have d = {ls.state_dim}, the model state_dim = {self.state_dim}"
+            )
+        self.A.copy_(ls.A.to(self.A))
+        self.b.copy_(ls.b.to(self.b))
+        return self
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "state_dim": self.state_dim,
+            "hidden": self.hidden,
+            "depth": self.depth,
+            "activation": self.activation,
+            "time_encoding": self.time_encoding,
+            "n_frequencies": self.n_frequencies,
+            "sigma_floor": self.sigma_floor,
+            "sigma_init": self.sigma_init,
+            "time_scale": self.time_scale,
+        }
+
+
 __all__ = [
     "RandomWalk",
     "LinearSDE",
     "DriftOnlyMLP",
+    "LinearDriftMLPSigma",
     "check_transitions",
     "transition_tensors",
     "SIGMA_MIN",

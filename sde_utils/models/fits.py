@@ -2,7 +2,7 @@
 
 A fit folder ``data/processed/fits/<run_id>/`` holds ``features.npz`` (the standardise +
 PCA map, fitted on the training split), ``model_<name>.pt`` and ``history_<name>.json``
-for each model (the neural SDE and the three baselines), ``evaluation.json`` (held-out
+for each model (the neural SDE and the four baselines), ``evaluation.json`` (held-out
 metrics, one row per model) and ``fit.json`` (the parameters, the store it came from and
 the order of the models, and ``files``: the sha256 of every other file, written last).
 It is built in ``<run_id>.partial/`` (training checkpoints live there, so an interrupted
@@ -40,14 +40,14 @@ from sde_utils.config import params_hash, run_id
 from sde_utils.extraction.store import TrajectoryStore
 from sde_utils.io import atomic_write_text, build_lock, to_jsonable
 from sde_utils.models.base import SDEModel
-from sde_utils.models.baselines import DriftOnlyMLP, LinearSDE, RandomWalk
+from sde_utils.models.baselines import DriftOnlyMLP, LinearDriftMLPSigma, LinearSDE, RandomWalk
 from sde_utils.models.features import FeatureMap
 from sde_utils.models.metrics import evaluate_model
 from sde_utils.models.neural import NeuralSDE
 from sde_utils.models.serialize import load_model, save_model
 from sde_utils.models.train import History, fit
 
-MODEL_NAMES = ("neural_sde", "random_walk", "linear_ou", "drift_only")
+MODEL_NAMES = ("neural_sde", "random_walk", "linear_ou", "drift_only", "linear_mlp_sigma")
 FIT_FORMAT = 1
 # a full-profile fit can take hours: a second process waits for it rather than failing
 LOCK_TIMEOUT_S = 24 * 3600.0
@@ -254,6 +254,8 @@ def fit_all(
         "content_hash": store.meta.get("content_hash"),
         # a view (one temperature, one split, ...) is other data than the whole store
         "sequences": params_hash({"seq_id": store.sequences["seq_id"].tolist()}),
+        # a fit made with another model set is another fit (never reused without a model)
+        "models": list(MODEL_NAMES),
         **params,
     }
     rid = run_id(key, prefix="fit")
@@ -302,6 +304,14 @@ def _build(
         "random_walk": RandomWalk.fit_closed_form(*train, dt),
         "linear_ou": LinearSDE.fit_closed_form(*train, dt),
         "drift_only": DriftOnlyMLP(d, **net, sigma_init=sigma0, time_scale=params["time_scale"]),
+        # least-squares drift as the start, then trained jointly with the sigma MLP
+        "linear_mlp_sigma": LinearDriftMLPSigma(
+            d,
+            **net,
+            sigma_floor=params["sigma_floor"],
+            sigma_init=sigma0,
+            time_scale=params["time_scale"],
+        ).set_drift_least_squares(*train, dt),
     }
     histories = {}
     train_kw = {

@@ -151,6 +151,34 @@ def _coverage(model, x0, t0, x1, dt, batch_size, levels: list[float]) -> dict:
     return {c: hits[c] / count for c in levels}
 
 
+def one_step_rows(model: SDEModel, x0, t0, x1, dt: float, levels=(0.5, 0.9)) -> dict:
+    """Per-transition pieces of the one-step metrics, float64 numpy, so that they can be
+    resampled by conversation (:mod:`sde_utils.analysis.heldout`).
+
+    Returns ``{"nll": (N,)`` (the NLL of :func:`one_step_nll` averaged over the ``d``
+    coordinates of each row; their mean is ``one_step_nll``), ``"sq_res": (N,)``
+    (``||x1 - x0 - mu dt||^2``), ``"inc": (N, d)`` (``x1 - x0`` of the caller's arrays, in
+    float64) and ``"coverage_<c>": (N,)`` (share of the row's coordinates inside the
+    central ``c`` interval)}``.
+    """
+    levels = _check_levels(levels)
+    x0c, t0c, x1c, dt, bs = _checked(model, x0, t0, x1, dt, BATCH_SIZE)
+    z = {c: float(norm.ppf(0.5 + 0.5 * c)) for c in levels}
+    parts: dict[str, list] = {"nll": [], "sq_res": [], **{c: [] for c in levels}}
+    for r, s in _step_chunks(model, x0c, t0c, x1c, dt, bs):
+        parts["nll"].append((0.5 * _LOG_2PI + s.log() + 0.5 * (r / s) ** 2).mean(1))
+        parts["sq_res"].append((r**2).sum(1))
+        u = (r / s).abs()
+        for c in levels:
+            parts[c].append((u <= z[c]).double().mean(1))
+    out = {key: torch.cat(parts[key]).cpu().numpy() for key in ("nll", "sq_res")}
+    inc = torch.as_tensor(x1).double().cpu() - torch.as_tensor(x0).double().cpu()
+    out["inc"] = inc.numpy()
+    for c in levels:
+        out[f"coverage_{c:g}"] = torch.cat(parts[c]).cpu().numpy()
+    return out
+
+
 # ---------------------------------------------------------------------------------------
 # two-sample distances
 # ---------------------------------------------------------------------------------------
@@ -257,6 +285,39 @@ def mmd_rbf(a, b, bandwidth: float | str = "median", *, chunk_size: int = 2048) 
 # ---------------------------------------------------------------------------------------
 # multi-step distances and the bundle
 # ---------------------------------------------------------------------------------------
+def multistep_samples(
+    trajs: list, model: SDEModel, *, horizons, n_paths: int, dt: float, seed: int, method: str
+) -> dict:
+    """The real and simulated states :func:`multistep_distances` compares, per horizon.
+
+    ``trajs``: numpy ``(L_i, d)`` trajectories. Returns ``{k: {"n", "rows", "real", "sim"}}``
+    with ``rows`` the indices (into ``trajs``) of the ``n`` trajectories with ``L > k``,
+    ``real (n, d)`` their state ``k``, ``sim (n, n_paths, d)`` torch float64 of the model's
+    states ``k`` steps after their start (one :func:`simulate` call for all horizons);
+    ``real``/``sim``/``rows`` are None where ``n < 2``. Per-trajectory pieces let
+    :mod:`sde_utils.analysis.heldout` resample trajectories.
+    """
+    lengths = np.array([x.shape[0] for x in trajs])
+    out = {
+        k: {"n": int((lengths > k).sum()), "rows": None, "real": None, "sim": None}
+        for k in horizons
+    }
+    reach = [k for k in horizons if out[k]["n"] >= 2]
+    if not reach:
+        return out
+    keep = np.flatnonzero(lengths > reach[0])  # every trajectory some horizon can use
+    starts = np.stack([trajs[i][0] for i in keep])
+    paths = simulate(
+        model, starts, n_steps=reach[-1], dt=dt, n_paths=n_paths, method=method, seed=seed
+    )  # (K + 1, n_keep, n_paths, d)
+    for k in reach:
+        rows = np.flatnonzero(lengths[keep] > k)
+        out[k]["rows"] = keep[rows]
+        out[k]["real"] = np.stack([trajs[keep[i]][k] for i in rows])
+        out[k]["sim"] = paths[k, torch.as_tensor(rows)].double()
+    return out
+
+
 def multistep_distances(
     model: SDEModel,
     trajectories: Sequence,
@@ -292,27 +353,18 @@ def multistep_distances(
     widths = {x.shape[1] if x.ndim == 2 else None for x in trajs}
     if len(widths) != 1 or None in widths:
         raise ValueError(f"every trajectory must be (L, d) with one d, got widths {widths}")
-    lengths = np.array([x.shape[0] for x in trajs])
-    out = {
-        k: {"energy": None, "mmd": None, "n": int((lengths > k).sum()), "n_sim": 0}
-        for k in horizons
-    }
-    reach = [k for k in horizons if out[k]["n"] >= 2]
-    if not reach:
-        return out
-    keep = np.flatnonzero(lengths > reach[0])  # every trajectory some horizon can use
-    starts = np.stack([trajs[i][0] for i in keep])
-    paths = simulate(
-        model, starts, n_steps=reach[-1], dt=dt, n_paths=n_paths, method=method, seed=seed
-    )  # (K + 1, n_keep, n_paths, d)
-    for k in reach:
-        rows = np.flatnonzero(lengths[keep] > k)
-        real = np.stack([trajs[keep[i]][k] for i in rows])
-        sim = paths[k, torch.as_tensor(rows)].reshape(-1, real.shape[1])
+    out = {}
+    for k, v in multistep_samples(
+        trajs, model, horizons=horizons, n_paths=n_paths, dt=dt, seed=seed, method=method
+    ).items():
+        out[k] = {"energy": None, "mmd": None, "n": v["n"], "n_sim": 0}
+        if v["real"] is None:
+            continue
+        sim = v["sim"].reshape(-1, v["real"].shape[1])
         out[k]["n_sim"] = int(sim.shape[0])
-        out[k]["energy"] = energy_distance(sim, real)
+        out[k]["energy"] = energy_distance(sim, v["real"])
         if mmd:
-            out[k]["mmd"] = mmd_rbf(sim, real)
+            out[k]["mmd"] = mmd_rbf(sim, v["real"])
     return out
 
 
@@ -385,5 +437,7 @@ __all__ = [
     "median_bandwidth",
     "mmd_rbf",
     "multistep_distances",
+    "multistep_samples",
+    "one_step_rows",
     "one_step_nll",
 ]

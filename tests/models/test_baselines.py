@@ -217,3 +217,68 @@ def test_linear_sde_needs_enough_samples(em_data):
     x0, t0, x1 = em_data
     with pytest.raises(ValueError, match=r"needs N >= d \+ 1 = 4, got N = 3"):
         LinearSDE.fit_closed_form(x0[:3], t0[:3], x1[:3], DT)
+
+
+# ----------------------------------------------------------------------------- linear drift + MLP sigma
+
+
+def test_linear_drift_mlp_sigma_shapes_positive_sigma_and_exact_linear_drift():
+    from sde_utils.models.baselines import LinearDriftMLPSigma
+
+    torch.manual_seed(0)
+    model = LinearDriftMLPSigma(D, hidden=8, depth=2, sigma_init=0.7, sigma_floor=1e-3).double()
+    with torch.no_grad():
+        model.A.copy_(torch.as_tensor(A_TRUE))
+        model.b.copy_(torch.as_tensor(B_TRUE))
+    x = torch.randn(11, D, dtype=torch.float64)
+    t = torch.arange(11, dtype=torch.float64)
+    mu, sigma = model.drift(x, t).detach(), model.diffusion(x, t).detach()
+    assert mu.shape == sigma.shape == (11, D)
+    # the drift is exactly x A^T + b (same float64 operations: equal to rounding)
+    expected = x.numpy() @ A_TRUE.T + B_TRUE
+    np.testing.assert_allclose(mu.detach().numpy(), expected, rtol=0, atol=1e-12)
+    assert bool((sigma >= 1e-3).all())
+    # sigma starts ~ sigma_init: output weights are scaled by 1e-2 (|deviation| << 0.1)
+    assert float((sigma - 0.7).abs().max()) < 0.1
+    # a control: sigma depends on the state once the output layer is not tiny
+    with torch.no_grad():
+        model.diffusion_net[-1].weight.mul_(100.0)
+    sigma2 = model.diffusion(x, t).detach()
+    assert float(sigma2.std(0).max()) > 1e-3
+    # trainable: A, b and the diffusion net all get gradients from the NLL
+    loss = diffusion_loss(model, x, t, x + 0.1, 1.0) + drift_loss(model, x, t, x + 0.1, 1.0)
+    loss.backward()
+    assert model.A.grad is not None and model.b.grad is not None
+    assert model.diffusion_net[0].weight.grad is not None
+
+
+def test_linear_drift_mlp_sigma_least_squares_start_equals_linear_sde():
+    from sde_utils.models.baselines import LinearDriftMLPSigma
+
+    x0, t0, x1 = ou_transitions(n_paths=20, n_steps=20)[:3]
+    ls = LinearSDE.fit_closed_form(x0, t0, x1, DT)
+    model = LinearDriftMLPSigma(D, hidden=4).double().set_drift_least_squares(x0, t0, x1, DT)
+    np.testing.assert_array_equal(model.A.detach().numpy(), ls.A.numpy())
+    np.testing.assert_array_equal(model.b.detach().numpy(), ls.b.numpy())
+    with pytest.raises(ValueError, match="state_dim"):
+        LinearDriftMLPSigma(D + 1, hidden=4).set_drift_least_squares(x0, t0, x1, DT)
+    with pytest.raises(ValueError, match="sigma_init"):
+        LinearDriftMLPSigma(D, sigma_init=1e-3, sigma_floor=1e-3)
+
+
+def test_linear_drift_mlp_sigma_save_load_round_trip(tmp_path):
+    from sde_utils.models.baselines import LinearDriftMLPSigma
+    from sde_utils.models.serialize import load_model, save_model
+
+    torch.manual_seed(1)
+    model = LinearDriftMLPSigma(
+        D, hidden=6, depth=1, activation="tanh", time_encoding="sinusoidal", time_scale=50.0
+    )
+    with torch.no_grad():
+        model.A.normal_()
+        model.b.normal_()
+    back = load_model(save_model(model, tmp_path / "m.pt"))
+    assert type(back) is LinearDriftMLPSigma and back.config() == model.config()
+    x, t = torch.randn(5, D), torch.arange(5.0)
+    assert torch.equal(back.drift(x, t), model.drift(x, t))
+    assert torch.equal(back.diffusion(x, t), model.diffusion(x, t))

@@ -282,3 +282,21 @@ def test_evaluate_model_bundles_everything():
     assert "energy_h1" not in no_traj and no_traj["nll"] == row["nll"]
     with pytest.raises(TypeError, match="split_transitions must be"):
         evaluate_model(model, (x0, x1), None, dt)
+
+
+def test_one_step_rows_average_to_the_pooled_metrics():
+    """Per-row pieces: their means are one_step_nll / interval_coverage and their sums give
+    drift_mse_r2 (float64 sums in another order: 1e-12 relative)."""
+    from sde_utils.models.metrics import one_step_rows
+
+    model, dt = OU(A, B, SIGMA), 0.5
+    x0, t0, x1 = ou_steps(model, 300, dt, seed=5)
+    rows = one_step_rows(model, x0, t0, x1, dt, levels=(0.5, 0.9))
+    assert rows["nll"].shape == rows["sq_res"].shape == (300,) and rows["inc"].shape == (300, 3)
+    assert rows["nll"].mean() == pytest.approx(one_step_nll(model, x0, t0, x1, dt), rel=1e-12)
+    cov = interval_coverage(model, x0, t0, x1, dt, levels=(0.5, 0.9))
+    for c in (0.5, 0.9):
+        assert rows[f"coverage_{c:g}"].mean() == pytest.approx(cov[c], rel=1e-12)
+    inc = rows["inc"]
+    r2 = 1 - rows["sq_res"].sum() / ((inc - inc.mean(0)) ** 2).sum()
+    assert r2 == pytest.approx(drift_mse_r2(model, x0, t0, x1, dt)["r2"], rel=1e-12)
