@@ -67,9 +67,35 @@ def _training(m: Metrics) -> list[str]:
             f"50%/90% intervals cover {fmt(100 * nn.get('coverage_0.5', float('nan')), 3)}%/"
             f"{fmt(100 * nn.get('coverage_0.9', float('nan')), 3)}%."
         )
-    if "intervals" not in m:
+    iv = m.get("intervals")
+    if not isinstance(iv, Mapping):
         out.append("(One seed, one split: notebook 03 records no interval for these numbers.)")
+        return out
+    ref = iv.get("reference", "neural_sde")
+    for metric in ("nll", f"energy_h{max(_horizons(ev), default=16)}"):
+        diffs = [
+            f"{name} {interval(pair.get(metric))}"
+            for name, pair in iv.get("paired", {}).items()
+            if isinstance(pair, Mapping) and pair.get(metric)
+        ]
+        if diffs:
+            out.append(
+                f"{ref} minus each baseline, {metric} (negative: {ref} better; 95% "
+                f"conversation-bootstrap intervals): " + "; ".join(diffs) + "."
+            )
+    verdict = m.get("verdicts_intervals", {}).get("models", {})
+    winners = [name for name, row in verdict.items() if row.get("beats_all")]
+    out.append(
+        "Beats every other model on both criteria with intervals excluding zero: "
+        + (", ".join(winners) if winners else "no model")
+        + "."
+    )
     return out
+
+
+def _horizons(evaluation: Mapping[str, Any]) -> list[int]:
+    row = next(iter(evaluation.values()), {})
+    return [int(k[len("energy_h") :]) for k in row if k.startswith("energy_h")]
 
 
 def _lipschitz(m: Metrics) -> list[str]:
