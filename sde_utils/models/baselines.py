@@ -35,11 +35,10 @@ from sde_utils.checks import check_bool, check_choice, check_dt, check_int, chec
 from sde_utils.models.base import SDEModel, register_model
 from sde_utils.models.neural import (
     ACTIVATIONS,
-    OUTPUT_INIT_SCALE,
     MLPDriftMixin,
     TimeFeatures,
-    inverse_softplus,
-    make_mlp,
+    check_sigma_range,
+    make_diffusion_net,
 )
 
 SIGMA_MIN = 1e-12  # closed-form sigma is clamped here so a constant dimension stays valid
@@ -260,7 +259,7 @@ class LinearDriftMLPSigma(SDEModel):
     ``inverse_softplus(sigma_init - sigma_floor)`` so sigma starts ~ ``sigma_init``).
 
     Choice: the drift is *initialised* from the closed-form least squares of
-    :meth:`LinearSDE.fit_closed_form` (:meth:`from_least_squares`; a fresh model starts at
+    :meth:`LinearSDE.fit_closed_form` (:meth:`set_drift_least_squares`; a fresh model starts at
     ``A = 0, b = 0``) and then trained jointly with the diffusion by
     :func:`sde_utils.models.train.fit`. Least squares already minimises the drift loss, so
     training mostly moves sigma; the drift may still move where the NLL weighs residuals
@@ -285,25 +284,17 @@ class LinearDriftMLPSigma(SDEModel):
         self.hidden = check_int("hidden (width)", hidden, minimum=1)
         self.depth = check_int("depth", depth, minimum=1)
         self.activation = check_choice("activation", activation, ACTIVATIONS)
-        self.sigma_floor = check_positive("sigma_floor", sigma_floor, allow_zero=True)
-        self.sigma_init = check_positive("sigma_init", sigma_init)
-        if self.sigma_init <= self.sigma_floor:
-            raise ValueError(
-                f"sigma_init must be > sigma_floor={self.sigma_floor!r}, got {sigma_init!r}"
-            )
+        self.sigma_floor, self.sigma_init = check_sigma_range(sigma_floor, sigma_init)
         self.time = TimeFeatures(time_encoding, n_frequencies, time_scale)  # checks all three
         self.time_encoding = self.time.encoding
         self.n_frequencies = self.time.n_frequencies
         self.time_scale = self.time.time_scale
         self.A = nn.Parameter(torch.zeros(state_dim, state_dim))
         self.b = nn.Parameter(torch.zeros(state_dim))
-        self.diffusion_net = make_mlp(
-            state_dim + self.time.n_features, hidden, depth, state_dim, activation
-        )
-        with torch.no_grad():
-            out = self.diffusion_net[-1]
-            out.weight.mul_(OUTPUT_INIT_SCALE)
-            out.bias.fill_(inverse_softplus(self.sigma_init - self.sigma_floor))
+        self.diffusion_net = make_diffusion_net(
+            state_dim + self.time.n_features, hidden, depth, state_dim, activation,
+            sigma_init=self.sigma_init, sigma_floor=self.sigma_floor,
+        )  # fmt: skip
 
     def drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return x @ self.A.T + self.b

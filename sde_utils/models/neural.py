@@ -89,6 +89,28 @@ def _init_output(layer: nn.Linear, bias: float) -> None:
     layer.bias.fill_(bias)
 
 
+def check_sigma_range(sigma_floor: Any, sigma_init: Any) -> tuple[float, float]:
+    """``(sigma_floor, sigma_init)`` checked: ``0 <= sigma_floor < sigma_init``."""
+    floor = check_positive("sigma_floor", sigma_floor, allow_zero=True)
+    init = check_positive("sigma_init", sigma_init)
+    if init <= floor:
+        raise ValueError(f"sigma_init must be > sigma_floor={floor!r}, got {sigma_init!r}")
+    return floor, init
+
+
+def make_diffusion_net(
+    n_in: int, hidden: int, depth: int, state_dim: int, activation: str, *,
+    sigma_init: float, sigma_floor: float,
+) -> nn.Sequential:  # fmt: skip
+    """The diffusion MLP ``n_in -> state_dim`` whose ``softplus(.) + sigma_floor`` starts
+    near ``sigma_init``: output weights scaled by ``OUTPUT_INIT_SCALE``, output bias
+    ``inverse_softplus(sigma_init - sigma_floor)``. Shared by :class:`NeuralSDE` and the
+    linear-drift + MLP-sigma baseline, so both diffusions are built the same way."""
+    net = make_mlp(n_in, hidden, depth, state_dim, activation)
+    _init_output(net[-1], inverse_softplus(sigma_init - sigma_floor))
+    return net
+
+
 class MLPDriftMixin:
     """The drift MLP of :class:`NeuralSDE` and ``DriftOnlyMLP``, with its argument checks.
 
@@ -179,23 +201,19 @@ class NeuralSDE(MLPDriftMixin, SDEModel):
         time_scale: float = 1.0,
     ):
         super().__init__()
-        self.sigma_floor = check_positive("sigma_floor", sigma_floor, allow_zero=True)
-        self.sigma_init = check_positive("sigma_init", sigma_init)
-        if self.sigma_init <= self.sigma_floor:
-            raise ValueError(
-                f"sigma_init must be > sigma_floor={self.sigma_floor!r}, got {sigma_init!r}"
-            )
+        self.sigma_floor, self.sigma_init = check_sigma_range(sigma_floor, sigma_init)
         self.build_drift(
             state_dim, hidden, depth, activation, time_encoding, n_frequencies, time_scale
         )
-        self.diffusion_net = make_mlp(
+        self.diffusion_net = make_diffusion_net(
             self.state_dim + self.n_time_features,
             self.hidden,
             self.depth,
             self.state_dim,
             self.activation,
+            sigma_init=self.sigma_init,
+            sigma_floor=self.sigma_floor,
         )
-        _init_output(self.diffusion_net[-1], inverse_softplus(self.sigma_init - self.sigma_floor))
 
     def drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.drift_net(self.net_input(x, t))
@@ -231,5 +249,7 @@ __all__ = [
     "ACTIVATIONS",
     "TIME_ENCODINGS",
     "make_mlp",
+    "make_diffusion_net",
+    "check_sigma_range",
     "inverse_softplus",
 ]
