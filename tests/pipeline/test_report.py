@@ -437,3 +437,21 @@ def test_missing_chromium_without_root_skips_with_the_reason(monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(pytest.skip.Exception, match="needs root"):
         _chromium()
+
+
+def test_a_failed_notebook_keeps_its_old_numbers_marked_stale(reports):
+    # 02-broken failed in the latest run (see the fixture's run_summary); its older
+    # numbers stay on the page with a stale mark, and the ok notebooks carry none
+    _write(
+        reports / "metrics" / "02-broken.json",
+        {"notebook": "02-broken", "run": {"profile": "quick", "git_commit": "old1234"},
+         "parameters": {}, "metrics": {"verdicts": {"holds": True}}},
+    )  # fmt: skip
+    page = html.unescape(build_report(reports, convert=False).read_text())
+    block = page[page.index("<h3>02-broken") : page.index("</h3>", page.index("<h3>02-broken"))]
+    assert "stale" in block and "commit old1234" in block
+    block03 = page[
+        page.index("<h3>03-train-sde") : page.index("</h3>", page.index("<h3>03-train-sde"))
+    ]
+    assert "stale" not in block03
+    assert "The latest run ended <b>failed</b>" in page
