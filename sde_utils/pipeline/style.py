@@ -33,7 +33,10 @@ figure { margin: 14px 0 26px; background: white; border: 1px solid var(--line);
          border-radius: 6px; padding: 12px; }
 figure img { max-width: 100%; max-height: 430px; width: auto; height: auto; display: block;
              margin: 0 auto; }
-.nbfigs figure img { max-height: 380px; }
+.nbfigs { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr));
+          gap: 0 18px; align-items: start; }
+.nbfigs figure { margin: 10px 0 18px; }
+.nbfigs figure img { max-height: 360px; }
 figcaption { margin-top: 8px; font-size: 14px; }
 figcaption .ours { margin-top: 6px; padding: 6px 10px; background: #eef5fb;
                    border-left: 4px solid var(--blue); }
