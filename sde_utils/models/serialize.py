@@ -19,11 +19,19 @@ import torch
 from sde_utils.io import atomic_write
 from sde_utils.models.base import SDEModel, registered_models
 from sde_utils.models.baselines import DriftOnlyMLP, LinearDriftMLPSigma, LinearSDE, RandomWalk
+from sde_utils.models.multistep import MultiStepNeuralSDE
 from sde_utils.models.neural import NeuralSDE
 
 SAVE_FORMAT = 1
 # the project's own models; importing them here registers them for load_model
-PROJECT_MODELS = (NeuralSDE, RandomWalk, LinearSDE, DriftOnlyMLP, LinearDriftMLPSigma)
+PROJECT_MODELS = (
+    NeuralSDE,
+    RandomWalk,
+    LinearSDE,
+    DriftOnlyMLP,
+    LinearDriftMLPSigma,
+    MultiStepNeuralSDE,
+)
 
 
 def save_model(model: SDEModel, path: str | os.PathLike) -> Path:

@@ -29,9 +29,13 @@ from tqdm.auto import tqdm
 from sde_utils.checks import check_dt, check_int, check_positive, check_real, check_seed
 from sde_utils.io import atomic_write_text
 from sde_utils.models.base import SDEModel, model_dtype_device
-from sde_utils.models.baselines import transition_tensors
 from sde_utils.models.checkpoint import Checkpoint, TrainingState, copy_state, restore
-from sde_utils.models.losses import EVAL_BATCH_MIN, Transitions, mean_losses, step_losses
+from sde_utils.models.losses import (
+    EVAL_BATCH_MIN,
+    OneStepObjective,
+    Transitions,
+    mean_objective_losses,
+)
 
 # ----------------------------------------------------------------------------- history
 
@@ -107,6 +111,7 @@ class _FitOptions:
     patience: int | None
     seed: int
     max_loss: float
+    objective: dict = field(default_factory=lambda: {"name": "one_step"})
 
     @classmethod
     def checked(cls, **kw: Any) -> _FitOptions:
@@ -122,6 +127,7 @@ class _FitOptions:
             patience=None if patience is None else check_int("patience", patience, minimum=1),
             seed=check_seed(kw["seed"]),
             max_loss=check_positive("max_loss", kw["max_loss"]),
+            objective=kw["objective"].config(),
         )
 
     @property
@@ -132,22 +138,14 @@ class _FitOptions:
         return asdict(self)
 
 
-def _unpack(split: Any, name: str) -> Transitions:
-    if not isinstance(split, (tuple, list)) or len(split) != 3:
-        raise TypeError(
-            f"{name} must be a tuple (x0 (N, d), t0 (N,), x1 (N, d)), got {type(split).__name__}"
-            + (f" of length {len(split)}" if isinstance(split, (tuple, list)) else "")
-        )
-    return transition_tensors(*split, name=name)
-
-
 def _prepare_data(
-    model: SDEModel, train: Any, val: Any
+    model: SDEModel, train: Any, val: Any, objective: Any
 ) -> tuple[Transitions, Transitions, torch.dtype, torch.device]:
-    """Check both splits and move them to the model's dtype and device (a model without
-    floating parameters or buffers: the CPU and the training data's dtype)."""
-    tr = _unpack(train, "train")
-    va = _unpack(val, "val")
+    """Check both splits (``objective.tensors``) and move them to the model's dtype and
+    device (a model without floating parameters or buffers: the CPU and the training
+    data's dtype)."""
+    tr = objective.tensors(train, "train")
+    va = objective.tensors(val, "val")
     d = tr[0].shape[1]
     if va[0].shape[1] != d:
         raise ValueError(f"val has d = {va[0].shape[1]} but train has d = {d}")
@@ -182,6 +180,7 @@ def fit(
     progress: bool = True,
     max_loss: float = 1e6,
     callback: Callable[[int, History], None] | None = None,
+    objective: Any = None,
 ) -> History:
     """Train ``model`` in place on ``train`` with early stopping on ``val``; return its History.
 
@@ -211,6 +210,13 @@ def fit(
             best weights are restored, a RuntimeWarning is issued and
             ``History.stopped_reason`` says so.
         callback: ``callback(epoch, history)`` after each epoch (and its checkpoint).
+        objective: what is minimised: ``None`` is the one-step objective
+            (:class:`~sde_utils.models.losses.OneStepObjective`: ``train``/``val`` are
+            transitions, total = drift + lam * diffusion); a
+            :class:`~sde_utils.models.multistep.MultiStepObjective` reads windows
+            ``(x0, t0, xs (N, k, d))`` and adds its contraction penalty to the total. The
+            History's ``drift``/``diffusion`` are the objective's two terms; early stopping
+            watches the val total.
 
     On return the model holds the weights of ``best_epoch`` (the lowest val total; the
     initial weights if no epoch completed). A model without trainable parameters (the
@@ -220,6 +226,9 @@ def fit(
     """
     if not isinstance(model, SDEModel):
         raise TypeError(f"model must be an SDEModel, got {type(model).__name__}")
+    objective = OneStepObjective() if objective is None else objective
+    if not (callable(getattr(objective, "losses", None)) and hasattr(objective, "tensors")):
+        raise TypeError(f"objective must have tensors() and losses(), got {objective!r}")
     opts = _FitOptions.checked(
         dt=dt,
         lam=lam,
@@ -231,14 +240,15 @@ def fit(
         patience=patience,
         seed=seed,
         max_loss=max_loss,
+        objective=objective,
     )
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {callback!r}")
-    tr, va, dtype, device = _prepare_data(model, train, val)
+    tr, va, dtype, device = _prepare_data(model, train, val, objective)
     params = opts.params()
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
-        return _untrained_history(model, tr, va, opts, params)
+        return _untrained_history(model, tr, va, opts, params, objective)
 
     state = TrainingState(
         optimizer=torch.optim.AdamW(trainable, lr=opts.lr, weight_decay=opts.weight_decay),
@@ -249,7 +259,9 @@ def fit(
     ckpt = Checkpoint.for_run(checkpoint_dir, model, trainable, dtype, params, tr, va)
     if resume and _resume(ckpt, model, state, params, opts.epochs):
         return state.history  # that run had stopped for good
-    _train_epochs(model, trainable, state, ckpt, tr, va, device, opts, progress, callback)
+    _train_epochs(
+        model, trainable, state, ckpt, tr, va, device, opts, progress, callback, objective
+    )
     if state.history.stopped_reason is None:  # resumed at epoch == epochs
         state.history.stopped_reason = f"completed: all {opts.epochs} epochs"
     model.load_state_dict(state.best_state)
@@ -257,13 +269,13 @@ def fit(
 
 
 def _untrained_history(
-    model: SDEModel, tr: Transitions, va: Transitions, opts: _FitOptions, params: dict
+    model: SDEModel, tr: Transitions, va: Transitions, opts: _FitOptions, params: dict, objective
 ) -> History:
     """The History of a model without trainable parameters: its losses as given."""
     history = History(params=params, best_epoch=0)
     history.append(
-        mean_losses(model, tr, opts.dt, opts.lam, opts.eval_batch),
-        mean_losses(model, va, opts.dt, opts.lam, opts.eval_batch),
+        mean_objective_losses(model, objective, tr, opts.dt, opts.lam, opts.eval_batch),
+        mean_objective_losses(model, objective, va, opts.dt, opts.lam, opts.eval_batch),
     )
     history.stopped_reason = (
         f"no_trainable_parameters: {type(model).__name__} has no trainable parameters "
@@ -305,6 +317,7 @@ def _train_epochs(
     opts: _FitOptions,
     progress: bool,
     callback: Callable[[int, History], None] | None,
+    objective: Any,
 ) -> None:
     """Epochs until ``opts.epochs``, early stopping or a bad loss; checkpoint after each."""
     history = state.history
@@ -317,9 +330,11 @@ def _train_epochs(
     try:
         model.train()
         while state.epoch < opts.epochs and history.stopped_reason is None:
-            sums, bad = _train_one_epoch(model, trainable, state, tr, device, opts)
+            sums, bad = _train_one_epoch(model, trainable, state, tr, device, opts, objective)
             if bad is None:
-                val_losses = mean_losses(model, va, opts.dt, opts.lam, opts.eval_batch)
+                val_losses = mean_objective_losses(
+                    model, objective, va, opts.dt, opts.lam, opts.eval_batch
+                )
                 if _is_bad(val_losses["total"], opts.max_loss):
                     bad = (val_losses["total"], f"on val after epoch {state.epoch + 1}")
             if bad is not None:
@@ -351,18 +366,18 @@ def _train_one_epoch(
     data: Transitions,
     device: torch.device,
     opts: _FitOptions,
+    objective: Any,
 ) -> tuple[list[float], tuple[float, str] | None]:
     """One pass over ``data`` in an order drawn from ``state.generator``, one optimizer step
     per batch. Returns the batch-size-weighted sums of the (total, drift, diffusion) batch
     losses and, if a batch loss was bad (the pass stops there), ``(loss, where)``."""
-    x0, t0, x1 = data
-    n = x0.shape[0]
+    n = data[0].shape[0]
     perm = torch.randperm(n, generator=state.generator).to(device)
     sums = [0.0, 0.0, 0.0]
     for i in range(0, n, opts.batch_size):
         idx = perm[i : i + opts.batch_size]
-        ld, ln = step_losses(model, x0[idx], t0[idx], x1[idx], opts.dt)
-        loss = ld + opts.lam * ln
+        ld, ln, penalty = objective.losses(model, tuple(v[idx] for v in data), opts.dt)
+        loss = ld + opts.lam * ln + penalty
         value = loss.item()
         if _is_bad(value, opts.max_loss):
             return sums, (value, f"at epoch {state.epoch + 1}, batch {i // opts.batch_size + 1}")

@@ -57,19 +57,21 @@ TINY_T0 = torch.zeros(2, dtype=torch.float64)
 def test_losses_hand_computed():
     """mu = (2, -2), sigma = (1, 2), dt = 0.5: mu dt = (1, -1), so the residuals
     x1 - x0 - mu dt are (0, 1) and (-1, 3).
-    drift: mean over samples of the sum over dims = ((0 + 1) + (1 + 9)) / 2 = 5.5.
+    drift: mean over samples and dims = (0 + 1 + 1 + 9) / 4 = 2.75 (per dimension).
     NLL per element: 0.5 log(2 pi) + log sigma + 0.5 log dt + r^2 / (2 sigma^2 dt); with
     dt = 0.5 the last term is r^2 / sigma^2: 0, 1/4, 1, 9/4 (mean 0.875); mean log sigma is
     log(2) / 2, which cancels 0.5 log(0.5). So diffusion = 0.5 log(2 pi) + 0.875."""
     m = _linear([2.0, -2.0], [1.0, 2.0])
     ld = drift_loss(m, TINY_X0, TINY_T0, TINY_X1, 0.5)
     ln = diffusion_loss(m, TINY_X0, TINY_T0, TINY_X1, 0.5)
-    assert ld.item() == pytest.approx(5.5, abs=1e-15)  # exact in binary but for rounding
+    assert ld.item() == pytest.approx(2.75, abs=1e-15)  # exact in binary but for rounding
     assert ln.item() == pytest.approx(0.5 * math.log(2 * math.pi) + 0.875, abs=1e-15)
     tot = total_loss(m, TINY_X0, TINY_T0, TINY_X1, 0.5, lam=0.3)
-    assert tot.item() == pytest.approx(5.5 + 0.3 * (0.5 * math.log(2 * math.pi) + 0.875), abs=1e-14)
+    assert tot.item() == pytest.approx(
+        2.75 + 0.3 * (0.5 * math.log(2 * math.pi) + 0.875), abs=1e-14
+    )
     ev = evaluate_losses(m, TINY_X0, TINY_T0, TINY_X1, 0.5, lam=0.3, batch_size=1)
-    assert ev["drift"] == pytest.approx(5.5, abs=1e-14)
+    assert ev["drift"] == pytest.approx(2.75, abs=1e-14)
     assert ev["total"] == pytest.approx(tot.item(), abs=1e-14)
 
 
