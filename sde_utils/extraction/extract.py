@@ -7,7 +7,9 @@ Two producers, one store format (see :mod:`sde_utils.extraction.store`):
   temperature, recording per step its state, entropy and the chosen token's log-prob.
 
 Both build the store chunk by chunk, so an interrupted run resumes where it stopped, and
-both key the store on a hash of everything that determines its numbers.
+both key the store on a hash of everything that determines its numbers. Called on every
+rank of a ``torch.distributed`` process group, they share the chunks out
+(:mod:`sde_utils.extraction.sharding`) and give the same store as one process.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import datasets
 from sde_utils.checks import check_int
 from sde_utils.config import run_id as make_run_id
 from sde_utils.extraction.sampling import sample_trajectories
+from sde_utils.extraction.sharding import build_store_sharded
 from sde_utils.extraction.states import check_kind, teacher_forced_states
-from sde_utils.extraction.store_build import build_store
 
 ANNOTATIONS = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 
@@ -72,7 +74,7 @@ def extract_pairs(
             batch_size=batch_size,
         )
 
-    return build_store(
+    return build_store_sharded(
         make_run_id(dict(params), prefix="tf"),
         items,
         embed,
@@ -156,7 +158,7 @@ def sample_to_store(
             for r in rows
         ]
 
-    return build_store(
+    return build_store_sharded(
         make_run_id(dict(params), prefix="sampled"),
         items,
         embed,

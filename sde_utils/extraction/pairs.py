@@ -237,10 +237,22 @@ def assign_splits(
     return [split_of[c] for c in ids]
 
 
+def pick_prompts(sequences, n_prompts: int, seed: int) -> list[dict[str, Any]]:
+    """Notebook 02's prompts: ``n_prompts`` distinct prompts of a store's ``sequences``
+    (a DataFrame), drawn by ``default_rng(seed)`` and kept in store order, as dicts with
+    ``pair_id``, ``conv_id``, ``prompt`` and ``split``."""
+    rows = sequences.drop_duplicates("prompt").reset_index(drop=True)
+    if n_prompts > len(rows):
+        raise ValueError(f"n_prompts={n_prompts} but the store holds only {len(rows)} prompts")
+    picked = rows.iloc[np.sort(np.random.default_rng(seed).permutation(len(rows))[:n_prompts])]
+    return picked[["pair_id", "conv_id", "prompt", "split"]].to_dict("records")
+
+
 __all__ = [
     "SPLITS",
     "approx_token_count",
     "is_mostly_english",
     "load_pairs",
     "assign_splits",
+    "pick_prompts",
 ]

@@ -17,6 +17,9 @@ Reliability rules:
   from other params/items, never while it is complete and matching).
 - On resume every chunk already in ``.partial`` is re-read: a truncated, unreadable,
   inconsistent or non-finite one is named in a warning, deleted and redone.
+
+The pieces (:func:`plan_build`, :func:`reuse_or_prepare`, :func:`build_chunks`,
+:func:`finish_build`) are public so that a sharded build runs the same code.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ import math
 import os
 import re
 import shutil
-import zipfile
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,7 @@ from sde_utils.extraction.store import (
     load_store,
     store_root,
 )
+from sde_utils.extraction.store_chunks import chunk_path, read_chunk, write_chunk
 from sde_utils.extraction.store_inputs import (
     check_items,
     check_outputs,
@@ -130,55 +134,56 @@ def _mismatch(stored: Mapping[str, Any], want: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _chunk_path(partial: Path, k: int) -> Path:
-    return partial / f"chunk_{k:06d}.npz"
-
-
-def _write_chunk(path: Path, states: np.ndarray, lengths: np.ndarray, records: list) -> None:
-    blob = np.frombuffer(dumps(records, separators=(",", ":")).encode("utf-8"), dtype=np.uint8)
-
-    def write(f: Any) -> None:
-        np.savez(f, states=states, lengths=lengths, dim=np.int64(states.shape[1]), records=blob)
-
-    atomic_write(path, write, make_parents=False)  # the folder may not vanish under us
-
-
-_CHUNK_READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
-
-
-def _read_chunk(path: Path, n_items: int, dim: int | None) -> tuple[dict, str | None]:
-    """The arrays of chunk file ``path`` and why it is unusable (None: it is sound).
-
-    Sound means: readable, ``n_items`` sequences, states ``(sum lengths, dim)`` float32 and
-    finite, one JSON record per sequence."""
-    try:
-        with np.load(path) as z:
-            chunk = {key: z[key] for key in ("states", "lengths", "dim", "records")}
-        records = json.loads(chunk["records"].tobytes().decode("utf-8"))
-    except _CHUNK_READ_ERRORS as err:
-        return {}, f"unreadable ({type(err).__name__}: {err})"
-    states, lengths = chunk["states"], chunk["lengths"]
-    chunk["records"] = records
-    want_dim = int(chunk["dim"]) if dim is None else dim
-    if (
-        len(lengths) != n_items
-        or len(records) != n_items
-        or states.dtype != np.float32
-        or states.shape != (int(lengths.sum()), want_dim)
-        or int(chunk["dim"]) != want_dim
-    ):
-        return chunk, (
-            f"inconsistent: {len(lengths)} lengths, {len(records)} records for {n_items} "
-            f"items, states {states.dtype} {states.shape}, dim {int(chunk['dim'])} "
-            f"(expected {want_dim})"
-        )
-    if not np.isfinite(states).all():
-        row = int(np.flatnonzero(~np.isfinite(states).all(axis=1))[0])
-        return chunk, f"holds a non-finite state (row {row} of the chunk)"
-    return chunk, None
-
-
 # --- building ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """A checked build request (:func:`plan_build`): what a one-process build and a sharded
+    one (:mod:`sde_utils.extraction.distributed`) share. Chunk ``k`` holds
+    ``items[k * chunk_size : (k + 1) * chunk_size]``."""
+
+    run_id: str
+    items: list[dict]
+    want: dict
+    user_meta: dict
+    chunk_size: int
+    final: Path
+    partial: Path
+
+    @property
+    def n_chunks(self) -> int:
+        return math.ceil(len(self.items) / self.chunk_size)
+
+
+def plan_build(
+    run_id: str,
+    items: Iterable[Mapping[str, Any]],
+    *,
+    params: Mapping[str, Any],
+    meta: Mapping[str, Any] | None = None,
+    chunk_size: int = 64,
+    root: str | os.PathLike | None = None,
+) -> BuildPlan:
+    """Check a build request (arguments as for :func:`build_store`); touches no file."""
+    run_id = _check_run_id(run_id)
+    chunk_size = check_int("chunk_size", chunk_size, minimum=1)
+    user_meta = dict(meta or {})
+    clash = sorted(_META_KEYS & set(user_meta))
+    if clash:
+        raise ValueError(f"meta keys {clash} are reserved for the store; rename them")
+    dumps(user_meta)  # fail early if meta cannot be written
+    items = check_items(items)
+    want = {
+        "format_version": FORMAT_VERSION,
+        "params": normalise_params(params),
+        "items_hash": items_hash(items),
+        "n_items": len(items),
+    }
+    root = store_root(root)
+    return BuildPlan(
+        run_id, items, want, user_meta, chunk_size, root / run_id, root / f"{run_id}.partial"
+    )
 
 
 def build_store(
@@ -213,47 +218,46 @@ def build_store(
     run_id = _check_run_id(run_id)
     if not callable(embed_fn):
         raise TypeError(f"embed_fn must be callable, got {embed_fn!r}")
-    chunk_size = check_int("chunk_size", chunk_size, minimum=1)
-    user_meta = dict(meta or {})
-    clash = sorted(_META_KEYS & set(user_meta))
-    if clash:
-        raise ValueError(f"meta keys {clash} are reserved for the store; rename them")
-    dumps(user_meta)  # fail early if meta cannot be written
-    items = check_items(items)
-    want = {
-        "format_version": FORMAT_VERSION,
-        "params": normalise_params(params),
-        "items_hash": items_hash(items),
-        "n_items": len(items),
-    }
-    root = store_root(root)
-    final = root / run_id
-    with build_lock(final):  # one builder at a time; the others wait, then reuse
-        partial = root / f"{run_id}.partial"
-        for stale in root.glob(f"{run_id}.stale-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        if _reusable(final, want):
-            _remove_build_files(final)  # a store written before finished stores dropped them
-            return final
-        stale = root / f"{run_id}.stale-{os.getpid()}"
-        if (partial / "meta.json").exists() and _reusable(partial, want):
-            _swap_into_place(partial, final, stale)  # assembled; the rename was interrupted
-            return final
-        manifest = {**want, "chunk_size": chunk_size}
-        _prepare_partial(partial, manifest)
-        n_chunks = math.ceil(len(items) / chunk_size)
-        _build_chunks(partial, run_id, items, embed_fn, chunk_size, n_chunks, progress)
-        out_meta = _assemble(partial, run_id, items, chunk_size, n_chunks, want, user_meta)
-        _remove_build_files(partial)
-        _swap_into_place(partial, final, stale)
-    logger.info(
-        "wrote store %s: %d sequences, %d tokens, d=%d",
-        final,
-        out_meta["n_sequences"],
-        out_meta["n_tokens"],
-        out_meta["dim"],
-    )
-    return final
+    plan = plan_build(run_id, items, params=params, meta=meta, chunk_size=chunk_size, root=root)
+    with build_lock(plan.final):  # one builder at a time; the others wait, then reuse
+        done = reuse_or_prepare(plan)
+        if done is not None:
+            return done
+        build_chunks(plan, embed_fn, progress=progress)
+        return finish_build(plan)
+
+
+def reuse_or_prepare(plan: BuildPlan) -> Path | None:
+    """The finished store of ``plan`` if it can be reused; else None, with the ``.partial``
+    folder ready for chunks (a matching partial build kept). Call it holding
+    ``build_lock(plan.final)``."""
+    final, partial, want = plan.final, plan.partial, plan.want
+    for stale in final.parent.glob(f"{plan.run_id}.stale-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    if _reusable(final, want):
+        _remove_build_files(final)  # a store written before finished stores dropped them
+        return final
+    if (partial / "meta.json").exists() and _reusable(partial, want):
+        _swap_into_place(partial, final, _stale_path(plan))  # assembled; rename interrupted
+        return final
+    _prepare_partial(partial, {**want, "chunk_size": plan.chunk_size})
+    return None
+
+
+def finish_build(plan: BuildPlan) -> Path:
+    """Assemble the store from the chunks of ``plan.partial`` (all there and sound, after
+    :func:`build_chunks` of every chunk), rename it into place and return its path. Call
+    it holding ``build_lock(plan.final)``."""
+    out_meta = _assemble(plan)
+    _remove_build_files(plan.partial)
+    _swap_into_place(plan.partial, plan.final, _stale_path(plan))
+    n_seq, n_tok, dim = (out_meta[k] for k in ("n_sequences", "n_tokens", "dim"))
+    logger.info("wrote store %s: %d sequences, %d tokens, d=%d", plan.final, n_seq, n_tok, dim)
+    return plan.final
+
+
+def _stale_path(plan: BuildPlan) -> Path:
+    return plan.final.parent / f"{plan.run_id}.stale-{os.getpid()}"
 
 
 def _remove_build_files(folder: Path) -> None:
@@ -300,38 +304,46 @@ def _prepare_partial(partial: Path, manifest: Mapping[str, Any]) -> None:
         atomic_write(partial / "manifest.json", write, "w", make_parents=False)
 
 
-def _build_chunks(
-    partial: Path,
-    run_id: str,
-    items: list[dict],
+def build_chunks(
+    plan: BuildPlan,
     embed_fn: EmbedFn,
-    chunk_size: int,
-    n_chunks: int,
-    progress: bool,
+    chunks: Iterable[int] | None = None,
+    *,
+    progress: bool = True,
 ) -> None:
-    """Run ``embed_fn`` on every chunk not yet (soundly) in ``partial`` and write each one."""
+    """Run ``embed_fn`` on every chunk of ``chunks`` (default: all) not yet soundly in
+    ``plan.partial`` and write each one; a damaged chunk file is named, deleted and redone.
+
+    Several processes may run it at once on disjoint ``chunks`` of one prepared build
+    (:func:`reuse_or_prepare`), e.g. the ranks of a sharded build: each chunk is one file
+    written under a unique temporary name and renamed."""
+    partial, items, chunk_size, n_chunks = plan.partial, plan.items, plan.chunk_size, plan.n_chunks
+    wanted = list(range(n_chunks)) if chunks is None else sorted(set(chunks))
     todo, dim = [], None
-    for k in range(n_chunks):
-        path = _chunk_path(partial, k)
+    for k in wanted:
+        path = chunk_path(partial, k)
         if not path.exists():
             todo.append(k)
             continue
         n_items = len(items[k * chunk_size : (k + 1) * chunk_size])
-        chunk, reason = _read_chunk(path, n_items, dim)
+        chunk, reason = read_chunk(path, n_items, dim)
         if reason is None:
             dim = int(chunk["dim"])
             continue
         logger.warning("chunk file %s of the partial build is %s; redoing it", path, reason)
         path.unlink()
         todo.append(k)
-    if len(todo) < n_chunks:
+    if len(todo) < len(wanted):
         logger.info(
-            "resuming %s: %d of %d chunks already done", run_id, n_chunks - len(todo), n_chunks
+            "resuming %s: %d of %d chunks already done",
+            plan.run_id,
+            len(wanted) - len(todo),
+            len(wanted),
         )
     with tqdm(
-        total=n_chunks,
-        initial=n_chunks - len(todo),
-        desc=f"store {run_id}",
+        total=len(wanted),
+        initial=len(wanted) - len(todo),
+        desc=f"store {plan.run_id}",
         unit="chunk",
         disable=not progress,
     ) as bar:
@@ -346,7 +358,7 @@ def _build_chunks(
                     f"{err} (chunk {k} of {n_chunks}; finished chunks are kept in {partial})"
                 ) from None
             dim = states.shape[1]
-            _write_chunk(_chunk_path(partial, k), states, lengths, records)
+            write_chunk(chunk_path(partial, k), states, lengths, records)
             bar.update(1)
 
 
@@ -360,24 +372,18 @@ def _swap_into_place(partial: Path, final: Path, stale: Path) -> None:
         os.replace(partial, final)
 
 
-def _assemble(
-    partial: Path,
-    run_id: str,
-    items: list[dict],
-    chunk_size: int,
-    n_chunks: int,
-    want: Mapping[str, Any],
-    user_meta: Mapping[str, Any],
-) -> dict:
+def _assemble(plan: BuildPlan) -> dict:
     """Write embeddings.npy, sequences.parquet, then meta.json in ``partial`` from its chunks
     (each re-checked as it is read: a chunk damaged since it was written stops the build)."""
+    partial, run_id, items, chunk_size = plan.partial, plan.run_id, plan.items, plan.chunk_size
+    n_chunks, want, user_meta = plan.n_chunks, plan.want, plan.user_meta
 
     def chunk(k: int, dim: int | None) -> dict:
         n_items = len(items[k * chunk_size : (k + 1) * chunk_size])
-        out, reason = _read_chunk(_chunk_path(partial, k), n_items, dim)
+        out, reason = read_chunk(chunk_path(partial, k), n_items, dim)
         if reason is not None:
             raise CorruptStoreError(
-                f"chunk file {_chunk_path(partial, k)} is {reason}; rerun the build to redo it"
+                f"chunk file {chunk_path(partial, k)} is {reason}; rerun the build to redo it"
             )
         return out
 
@@ -472,4 +478,12 @@ def _sequence_table(
     return pa.table(cols)
 
 
-__all__ = ["EmbedFn", "build_store"]
+__all__ = [
+    "EmbedFn",
+    "BuildPlan",
+    "plan_build",
+    "build_store",
+    "reuse_or_prepare",
+    "build_chunks",
+    "finish_build",
+]
