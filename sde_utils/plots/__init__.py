@@ -6,7 +6,8 @@
 - :mod:`~sde_utils.plots.paper`: figures 2-6 of the paper, :mod:`~sde_utils.plots.app_b`:
   figure 7 (the App. B example), :mod:`~sde_utils.plots.labels`: token labels (notebook 07);
 - :mod:`~sde_utils.plots.uncertainty`: notebook 08 (does sigma track uncertainty);
-- :mod:`~sde_utils.plots.data`: notebooks 01-02 (the extracted and sampled states).
+- :mod:`~sde_utils.plots.data`: notebooks 01-02 (the extracted and sampled states);
+- :mod:`~sde_utils.plots.layers`: notebook 09 (the layer sweep against depth).
 
 Notebooks call ``plots.<module>.<function>`` and hand the figure to ``plots.show``.
 """
@@ -15,6 +16,7 @@ from sde_utils.plots import (
     app_b,
     data,
     labels,
+    layers,
     paper,
     style,
     template,
@@ -27,6 +29,7 @@ from sde_utils.plots.style import ACTUAL, PREDICTED, savefig, show, use_style
 __all__ = [
     "app_b",
     "labels",
+    "layers",
     "template",
     "data",
     "paper",
