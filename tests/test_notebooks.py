@@ -87,7 +87,8 @@ def _(m, p):
 @check("03-train-sde")
 def _(m, p):
     ev = m["evaluation"]
-    assert set(ev) == {"neural_sde", "random_walk", "linear_ou", "drift_only", "linear_mlp_sigma"}
+    names = {"neural_sde", "random_walk", "linear_ou", "drift_only", "linear_mlp_sigma"}
+    assert set(ev) == names | {"multistep_sde"}
     for name, row in ev.items():
         assert row["n_transitions"] > 0
         assert all(row[k] is not None for k in ("nll", "drift_mse", "drift_r2")), name
@@ -122,6 +123,14 @@ def _(m, p):
         below = all(pairs[o][c]["high"] < 0 for o in pairs for c in vi["criteria"])
         assert v["beats_all"] == below, name
     assert vi["winners"] == [n for n, v in vi["models"].items() if v["beats_all"]]
+    # the diagnosis: one-step Jacobian spectra of every model; a random walk's map is I
+    spectra = m["jacobian_spectra"]
+    assert set(spectra) == set(ev)
+    assert abs(spectra["random_walk"]["radius_median"] - 1) < 1e-9
+    for name, row in spectra.items():
+        assert 0 <= row["radius_median"] <= row["radius_q90"], name
+        assert row["radius_median"] <= row["norm_median"] + 1e-9, name  # radius <= norm
+    assert 1 <= m["multistep_training"]["n_epochs"] <= p["multistep_epochs"]
 
 
 @check("07-paper-figures")
@@ -358,21 +367,29 @@ def _(m, p):
 
     temps = m["temperatures"]
     assert m["n_tokens"] > 0 and m["n_conversations"] >= 1 and len(temps) >= 1
-    assert set(m["held_out_splits"]) <= {"train", "val", "test"}
+    assert m["n_folds"] == p["n_folds"] == len(m["fits_08"])
+    tested = [r for r in m["folds"] if r["split"] == "test"]  # every prompt held out once
+    assert sorted(r["fold"] for r in tested) == list(range(p["n_folds"]))
+    assert sum(r["prompts"] for r in tested) == m["n_conversations"]
+    partials = {"spearman", "partial_position", "partial_temperature"}
     for results in m["correlations"].values():
-        assert set(results) == {"spearman", "partial_position", "partial_position_temperature"}
+        assert set(results) == partials | {"partial_position_temperature"}
         for iv in results.values():
             interval_ok(iv, -1.0, 1.0)
             assert iv["n"] == m["n_tokens"]
-    assert sorted(float(t) for t in m["sigma_entropy_by_temperature"]) == temps
-    for iv in m["sigma_entropy_by_temperature"].values():
-        interval_ok(iv, -1.0, 1.0)
+    assert set(m["sigma_entropy_by_temperature"]) == set(m["correlations"])
+    for per_temp in m["sigma_entropy_by_temperature"].values():
+        assert sorted(float(t) for t in per_temp) == temps
+        assert sum(r["spearman"]["n"] for r in per_temp.values()) == m["n_tokens"]
+        for res in per_temp.values():
+            for iv in res.values():
+                interval_ok(iv, -1.0, 1.0)
 
     temp = m["temperature"]
-    for name in ("sigma03", "increment", "increment_model_space", "fitted"):
+    for name in ("sigma", "increment", "increment_model_space", "fitted"):
         interval_ok(temp[name]["slope"])
         rows_ok(temp[name]["by_temperature"])
-    for name in ("sigma03", "increment", "increment_model_space"):
+    for name in ("sigma", "increment", "increment_model_space"):
         assert [r["level"] for r in temp[name]["by_temperature"]] == temps
         assert sum(r["n"] for r in temp[name]["by_temperature"]) == m["n_tokens"]
     fitted = temp["fitted"]
@@ -420,7 +437,9 @@ def _(m, p):
     assert 1 <= losses["best_epoch"] <= losses["epochs"]
 
     rows = m["verdicts"]
-    assert [r["section"] for r in rows] == ["4.2.1", "4.2.2", "4.2.2"] + ["4.2.3"] * 3 + ["beyond"]
+    n_t = len(temps)
+    sections = ["4.2.1", "4.2.2", "4.2.2"] + ["4.2.3"] * (4 + n_t) + ["beyond"] * 2
+    assert [r["section"] for r in rows] == sections
     for row in rows:
         low, high = num(row["low"]), num(row["high"])
         if math.isnan(low) or math.isnan(high):
@@ -435,8 +454,11 @@ def _(m, p):
         hz["slope"],
         comp["slope"],
         rho["spearman"],
-        rho["partial_position"],
+        *(r["spearman"] for r in m["sigma_entropy_by_temperature"]["sigma2~entropy_next"].values()),
+        rho["partial_temperature"],
         rho["partial_position_temperature"],
+        m["correlations"]["sigma2~surprisal_next"]["partial_position_temperature"],
+        temp["sigma"]["slope"],
         fitted["slope"],
     ]
     for row, iv in zip(rows, sources, strict=True):
