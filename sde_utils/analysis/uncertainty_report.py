@@ -24,8 +24,8 @@ from sde_utils.analysis.intervals import (
     correlation_summary,
     means_by_level,
     slope_interval,
-    spearman_interval,
 )
+from sde_utils.analysis.sampled_fit import detectable_effect
 from sde_utils.analysis.temperature import (
     fit_by_temperature,
     fitted_slope_interval,
@@ -40,7 +40,7 @@ from sde_utils.models.fits import Fit
 COMPLEXITY_MEASURES = ("mean_sentence_length", "mean_clauses", "complexity")
 #: The model-free and fixed-model quantities compared across temperatures (name -> column).
 TEMPERATURE_LEVELS = {
-    "sigma03": "sigma2",
+    "sigma": "sigma2",
     "increment": "sq_increment",
     "increment_model_space": "sq_increment_model",
 }
@@ -84,7 +84,11 @@ def uncertainty_correlations(
     and surprisal (``tokens``: a :func:`~sde_utils.analysis.transitions.transition_frame`):
     ``{"<x>~<y>": correlation_summary}`` with the Spearman correlation and its partial
     versions given position and given position and temperature."""
-    covariates = {"position": ["k"], "position_temperature": ["k", "temperature"]}
+    covariates = {
+        "position": ["k"],
+        "temperature": ["temperature"],
+        "position_temperature": ["k", "temperature"],
+    }
     kwg = dict(n_boot=n_boot, seed=seed, min_groups=min_groups)
     correlations = {}
     for x in ("sigma2", "sq_increment"):
@@ -97,13 +101,43 @@ def uncertainty_correlations(
 
 def sigma_entropy_by_temperature(
     tokens: pd.DataFrame, *, n_boot: int, seed: int, min_groups: int
-) -> dict[str, dict]:
-    """Spearman of ``|sigma|^2`` and next-token entropy within each sampling temperature."""
+) -> dict[str, dict[str, dict]]:
+    """Every pair of :func:`uncertainty_correlations` within each sampling temperature:
+    ``{"<x>~<y>": {"<temperature>": {"spearman": ..., "partial_position": ...}}}``."""
     kwg = dict(n_boot=n_boot, seed=seed, min_groups=min_groups)
-    return {
-        f"{temp:g}": spearman_interval(part["sigma2"], part["entropy_next"], part["conv_id"], **kwg)
-        for temp, part in tokens.groupby("temperature")
-    }
+    out: dict[str, dict[str, dict]] = {}
+    for x in ("sigma2", "sq_increment"):
+        for y in ("entropy_next", "surprisal_next"):
+            out[f"{x}~{y}"] = {
+                f"{temp:g}": correlation_summary(
+                    part, x, y, covariate_sets={"position": ["k"]}, **kwg
+                )
+                for temp, part in tokens.groupby("temperature")
+            }
+    return out
+
+
+def side_by_side(
+    correlations: Mapping[str, Mapping[str, dict]],
+    by_temperature: Mapping[str, Mapping[str, Mapping[str, dict]]],
+    measure: str = "spearman",
+) -> pd.DataFrame:
+    """One row per pair: ``measure`` within each temperature (``T=<t>``), then pooled,
+    given temperature and given position + temperature, each "estimate [low, high]"."""
+
+    def cell(iv: Mapping[str, Any]) -> str:
+        return f"{iv['estimate']:+.3f} [{iv['low']:+.3f}, {iv['high']:+.3f}]"
+
+    rows = []
+    for pair, results in correlations.items():
+        row = {"pair": pair}
+        for temp, res in by_temperature[pair].items():
+            row[f"T={temp}"] = cell(res[measure])
+        row["pooled"] = cell(results["spearman"])
+        row["| temperature"] = cell(results["partial_temperature"])
+        row["| position + temperature"] = cell(results["partial_position_temperature"])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("pair")
 
 
 def correlation_table(correlations: Mapping[str, Mapping[str, dict]]) -> pd.DataFrame:
@@ -279,7 +313,7 @@ def per_seed_means(fitted: pd.DataFrame) -> pd.DataFrame:
 def slope_lines(temperature: Mapping[str, dict]) -> list[str]:
     """One printed line per temperature view: the slope per unit temperature and interval."""
     lines = []
-    for name in ("sigma03", "fitted", "increment", "increment_model_space"):
+    for name in ("sigma", "fitted", "increment", "increment_model_space"):
         s = temperature[name]["slope"]
         lines.append(
             f"{name:<10} slope per unit temperature {s['estimate']:.4g} [{s['low']:.4g}, {s['high']:.4g}]  {s.get('reason') or ''}"
@@ -306,6 +340,7 @@ def first_step_table(first_summary: Mapping[str, dict]) -> pd.DataFrame:
                 "low": res[stat]["excess"]["low"],
                 "high": res[stat]["excess"]["high"],
                 "share p≤0.05": res[stat]["share_p05"],
+                "detectable (80%)": detectable_effect(res[stat]["excess"]),
             }
             for name, res in first_summary.items()
             for stat in ("kl_gauss_diag", "energy")
@@ -334,6 +369,7 @@ __all__ = [
     "held_out_splits",
     "interval_table",
     "per_seed_means",
+    "side_by_side",
     "sigma_entropy_by_temperature",
     "slope_lines",
     "temperature_levels",

@@ -18,6 +18,7 @@ import pandas as pd
 from sde_utils.analysis.complexity import response_complexity
 from sde_utils.analysis.intervals import binned_means, mean_interval, means_by_level, slope_interval
 from sde_utils.analysis.prediction_error import horizon_errors, initial_model
+from sde_utils.analysis.sampled_fit import detectable_effect
 from sde_utils.analysis.transitions import step_quantities, transition_frame
 from sde_utils.analysis.verdicts import verdict_row
 from sde_utils.extraction.store import TrajectoryStore
@@ -159,29 +160,47 @@ def loss_study(
     }
 
 
+def _row(claim: str, section: str, statistic: str, interval: Mapping[str, Any], **kw) -> dict:
+    """:func:`~sde_utils.analysis.verdicts.verdict_row` plus ``detectable_80``: the smallest
+    true effect this much data detects at 80% power (:func:`detectable_effect`)."""
+    return {
+        **verdict_row(claim, section, statistic, interval, **kw),
+        "detectable_80": detectable_effect(interval),
+    }
+
+
 def verdict_rows(
     losses: Mapping[str, Any],
     correlations: Mapping[str, Mapping[str, dict]],
     temperature: Mapping[str, dict],
     errors: Mapping[str, Any],
     *,
+    by_temperature: Mapping[str, Mapping[str, Mapping[str, dict]]],
     complexity_measure: str,
 ) -> list[dict]:
-    """The verdict table of section 4.2 (:func:`~sde_utils.analysis.verdicts.verdict_row`
-    per claim), each decided by its interval, with the numbers it rests on."""
+    """The verdict table of section 4.2, one row per claim (and per sampling temperature
+    for the uncertainty claims), each decided by its interval, with the numbers it rests
+    on and the smallest effect it could detect (``detectable_80``).
+
+    ``correlations``/``by_temperature``: :func:`~sde_utils.analysis.uncertainty_report.uncertainty_correlations`
+    and :func:`~sde_utils.analysis.uncertainty_report.sigma_entropy_by_temperature` of the
+    held-out samples; ``temperature``: the temperature views (``sigma``, ``fitted``,
+    ``increment``)."""
     rho = correlations["sigma2~entropy_next"]
+    sur = correlations["sigma2~surprisal_next"]
     hb = errors["horizon_by"]["neural_sde"]
     responses = errors["responses"]
     fitted = temperature["fitted"]
-    return [
-        verdict_row(
+    uncertain = "Diffusion is high where the LLM is uncertain"
+    rows = [
+        _row(
             "Training lowers the losses",
             "4.2.1",
             "held-out total loss per transition, initial minus trained",
             losses["drop"],
             numbers=f"test total {losses['test_total_before']:.4g} -> {losses['test_total_after']:.4g}; val total epoch 1 {losses['val_total_first_epoch']:.4g}, best {losses['val_total_best']:.4g} (epoch {losses['best_epoch']} of {losses['epochs']}), last {losses['val_total_last']:.4g}",
         ),
-        verdict_row(
+        _row(
             "Predictions align early, then diverge",
             "4.2.2",
             "slope of drift-path squared error on horizon (per token)",
@@ -189,48 +208,76 @@ def verdict_rows(
             numbers="error by horizon: "
             + ", ".join(f"h={int(r.level)}: {r.mean:.3g}" for r in hb.itertuples()),
         ),
-        verdict_row(
+        _row(
             "More complex text is predicted worse",
             "4.2.2",
             f"slope of one-step error on {complexity_measure}",
             errors["complexity_slope"],
             numbers=f"{len(responses)} test responses, {complexity_measure} from {responses[complexity_measure].min():.3g} to {responses[complexity_measure].max():.3g}",
         ),
-        verdict_row(
-            "Diffusion is high where the LLM is uncertain",
+        _row(
+            f"{uncertain} (pooled over temperatures)",
             "4.2.3",
             "Spearman of |σ|² and next-token entropy",
             rho["spearman"],
-            numbers=f"{rho['spearman']['n']} tokens, {rho['spearman']['n_groups']} conversations; with surprisal: {correlations['sigma2~surprisal_next']['spearman']['estimate']:.3g}",
+            numbers=f"{rho['spearman']['n']} tokens, {rho['spearman']['n_groups']} prompts",
         ),
-        verdict_row(
-            "Diffusion is high where the LLM is uncertain (position partialled out)",
+    ]
+    for temp, res in by_temperature["sigma2~entropy_next"].items():
+        iv = res["spearman"]
+        rows.append(
+            _row(
+                f"{uncertain} (temperature {temp})",
+                "4.2.3",
+                "Spearman of |σ|² and next-token entropy within one temperature",
+                iv,
+                numbers=f"{iv['n']} tokens, {iv['n_groups']} prompts; given position {res['partial_position']['estimate']:.3g}",
+            )
+        )
+    rows += [
+        _row(
+            f"{uncertain} (temperature partialled out)",
             "4.2.3",
-            "partial Spearman of |σ|² and entropy given position",
-            rho["partial_position"],
-            numbers=f"surprisal: {correlations['sigma2~surprisal_next']['partial_position']['estimate']:.3g}",
+            "partial Spearman of |σ|² and entropy given temperature",
+            rho["partial_temperature"],
         ),
-        verdict_row(
-            "Diffusion is high where the LLM is uncertain (position and temperature partialled out)",
+        _row(
+            f"{uncertain} (position and temperature partialled out)",
             "4.2.3",
-            "partial Spearman given position and temperature",
+            "partial Spearman of |σ|² and entropy given position and temperature",
             rho["partial_position_temperature"],
             numbers=f"model-free realised step vs entropy, same partial: {correlations['sq_increment~entropy_next']['partial_position_temperature']['estimate']:.3g}",
         ),
-        verdict_row(
+        _row(
+            "Diffusion is high where the sampled token is surprising (position and temperature partialled out)",
+            "4.2.3",
+            "partial Spearman of |σ|² and surprisal given position and temperature",
+            sur["partial_position_temperature"],
+            numbers=f"pooled {sur['spearman']['estimate']:.3g}",
+        ),
+        _row(
             "Diffusion grows with sampling temperature (beyond the paper)",
             "beyond",
-            "slope of fitted |σ|² on temperature at common states (states and seeds resampled)",
+            "slope of held-out |σ|² on temperature (σ fitted on all temperatures' samples)",
+            temperature["sigma"]["slope"],
+            numbers=f"model-free increment slope {temperature['increment']['slope']['estimate']:.3g}",
+        ),
+        _row(
+            "A σ fitted on hotter samples is larger (beyond the paper)",
+            "beyond",
+            "slope of per-temperature fits' |σ|² on temperature at common held-out states (states and seeds resampled)",
             fitted["slope"],
-            numbers=f"{fitted['n_fits']} fits; per-seed slopes {fitted['slope_per_seed']}; model-free increment slope {temperature['increment']['slope']['estimate']:.3g}",
+            numbers=f"{fitted['n_fits']} fits; per-seed slopes {fitted['slope_per_seed']}",
         ),
     ]
+    return rows
 
 
 def verdict_lines(verdicts: Sequence[Mapping[str, Any]]) -> list[str]:
-    """One printed line per verdict: the verdict, the claim, its interval and numbers."""
+    """One printed line per verdict: the verdict, the claim, its interval, the smallest
+    effect detectable at 80% power and the numbers."""
     return [
-        f"[{row['verdict']}] {row['claim']}: {row['statistic']} = {row['estimate']:.4g} [{row['low']:.4g}, {row['high']:.4g}]; {row['numbers']}"
+        f"[{row['verdict']}] {row['claim']}: {row['statistic']} = {row['estimate']:.4g} [{row['low']:.4g}, {row['high']:.4g}] (detectable at 80% power: {row['detectable_80']:.3g}); {row['numbers']}"
         for row in verdicts
     ]
 
@@ -250,6 +297,7 @@ def uncertainty_metrics(
     errors: Mapping[str, Any],
     losses: Mapping[str, Any],
     verdicts: Sequence[dict],
+    folds: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Notebook 08's metrics record: ``names`` (the artefacts used: ``store_02``,
     ``store_01``, ``fit_03``, ``held_out_splits``) first, then the numbers of every section;
@@ -272,6 +320,7 @@ def uncertainty_metrics(
             }
             for name, part in temperature.items()
         },
+        "folds": [] if folds is None else records(folds),
         "first_step": first_step,
         "complexity": {
             "measure": complexity_measure,

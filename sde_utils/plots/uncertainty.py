@@ -87,7 +87,11 @@ def plot_sigma_vs_entropy(
 # ----------------------------------------------------------------------------- temperature
 
 TEMPERATURE_PANELS = (
-    ("sigma03", "03's σ on each temperature's samples", r"$|\sigma|^2$ (03's PCA space)"),
+    (
+        "sigma",
+        "σ fitted on the samples,\non held-out prompts",
+        r"$|\sigma|^2$ (03's PCA space)",
+    ),
     (
         "fitted",
         "σ fitted per temperature,\nat common held-out states",
@@ -104,7 +108,7 @@ def plot_sigma_by_temperature(
 ) -> plt.Figure:
     """Three panels, mean per sampling temperature with error bars and the slope interval
     in the title: ``temperature[name]`` (``by_temperature`` table and ``slope`` interval)
-    for notebook 03's sigma, the per-temperature fits and the model-free increment. The
+    for the cross-fitted sigma, the per-temperature fits and the model-free increment. The
     middle panel adds each single fit (``per_seed``: ``temperature``, ``sigma2_model``) as
     crosses and each temperature's random-walk ``|sigma|^2`` (temperature label -> value)
     as grey squares. Three axes.

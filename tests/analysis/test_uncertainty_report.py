@@ -71,22 +71,48 @@ def test_correlations_are_the_wrapped_intervals():
     assert list(corr["sigma2~entropy_next"]) == [
         "spearman",
         "partial_position",
+        "partial_temperature",
         "partial_position_temperature",
     ]
     direct = spearman_interval(tokens["sigma2"], tokens["entropy_next"], tokens["conv_id"], **KW)
     assert corr["sigma2~entropy_next"]["spearman"] == direct
     assert direct["low"] > 0.9  # sigma2 is entropy plus small noise
     table = R.correlation_table(corr)
-    assert len(table) == 12 and list(table.columns[:2]) == ["pair", "measure"]
+    assert len(table) == 16 and list(table.columns[:2]) == ["pair", "measure"]
 
     by_temp = R.sigma_entropy_by_temperature(tokens, min_groups=5, **KW)
-    assert list(by_temp) == ["0.7", "1"]
+    assert list(by_temp) == list(corr)  # every pair, within each temperature
+    assert list(by_temp["sigma2~entropy_next"]) == ["0.7", "1"]
     hot = tokens[tokens["temperature"] == 1.0]
-    assert by_temp["1"] == spearman_interval(
+    assert by_temp["sigma2~entropy_next"]["1"]["spearman"] == spearman_interval(
         hot["sigma2"], hot["entropy_next"], hot["conv_id"], min_groups=5, **KW
     )
-    shown = R.interval_table(by_temp, "temperature")
-    assert shown.index.name == "temperature" and list(shown.index) == ["0.7", "1"]
+    side = R.side_by_side(corr, by_temp)
+    assert list(side.columns) == [
+        "T=0.7",
+        "T=1",
+        "pooled",
+        "| temperature",
+        "| position + temperature",
+    ]
+    est = by_temp["sigma2~entropy_next"]["1"]["spearman"]["estimate"]
+    assert side.loc["sigma2~entropy_next", "T=1"].startswith(f"{est:+.3f} [")
+
+
+def test_side_by_side_shows_a_sign_flip_the_pooled_number_hides():
+    # sigma2 follows entropy at T=0.7 and falls with it at T=1.3: the within-temperature
+    # cells have opposite signs, as on notebook 02's samples; a table of pooled numbers
+    # alone could not show it (control: the same data with one sign show no flip)
+    tokens = token_table(n_conv=16)
+    hot = tokens["temperature"] == 1.0
+    flipped = tokens.assign(sigma2=np.where(hot, -tokens["entropy_next"], tokens["sigma2"]))
+    for frame, flip in ((flipped, True), (tokens, False)):
+        corr = R.uncertainty_correlations(frame, min_groups=5, **KW)
+        by_temp = R.sigma_entropy_by_temperature(frame, min_groups=5, **KW)
+        side = R.side_by_side(corr, by_temp)
+        assert side.shape == (4, 5)
+        row = side.loc["sigma2~entropy_next"]
+        assert (row["T=0.7"][0] != row["T=1"][0]) == flip  # the sign of each cell's estimate
 
 
 def test_entropy_panels_skip_temperatures_without_two_conversations():
@@ -106,8 +132,8 @@ def test_temperature_levels_wrap_means_and_slopes():
     slope = slope_interval(
         tokens["temperature"], tokens["sigma2"], tokens["conv_id"], min_groups=5, **KW
     )
-    assert levels["sigma03"]["slope"] == slope
-    lines = R.slope_lines({**levels, "fitted": levels["sigma03"]})
+    assert levels["sigma"]["slope"] == slope
+    lines = R.slope_lines({**levels, "fitted": levels["sigma"]})
     assert len(lines) == 4 and lines[1].startswith("fitted     slope per unit temperature")
 
 

@@ -6,10 +6,12 @@ per coordinate is ``sq_residual / k``; a verdict follows its interval's position
 the threshold.
 """
 
+import math
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from sde_utils.analysis import uncertainty_verdicts as V
@@ -102,7 +104,15 @@ def test_verdict_rows_follow_their_intervals():
         "sq_increment~entropy_next": corr,
     }
     nan = float("nan")
+    corr["partial_temperature"] = interval(0.2, 0.05, 0.35)
+    by_temperature = {
+        "sigma2~entropy_next": {
+            "0.7": {"spearman": interval(0.2, 0.1, 0.3), "partial_position": interval(0, 0, 0)},
+            "1.3": {"spearman": interval(-0.2, -0.3, -0.1), "partial_position": interval(0, 0, 0)},
+        }
+    }
     temperature = {
+        "sigma": {"slope": interval(-1.0, -2.0, -0.5)},
         "fitted": {"slope": interval(nan, nan, nan), "n_fits": 2, "slope_per_seed": {"0": 1.0}},
         "increment": {"slope": interval(0.5, 0.1, 0.9)},
     }
@@ -123,21 +133,34 @@ def test_verdict_rows_follow_their_intervals():
         "epochs": 5,
     }
     rows = V.verdict_rows(
-        losses, correlations, temperature, errors, complexity_measure="mean_clauses"
+        losses,
+        correlations,
+        temperature,
+        errors,
+        by_temperature=by_temperature,
+        complexity_measure="mean_clauses",
     )
     assert [r["verdict"] for r in rows] == [
-        "reproduced",
-        "reproduced",
-        "mixed",
-        "reproduced",
-        "mixed",
-        "not reproduced",
-        INSUFFICIENT,
+        "reproduced",  # losses drop
+        "reproduced",  # horizon slope
+        "mixed",  # complexity
+        "reproduced",  # pooled Spearman
+        "reproduced",  # within T=0.7
+        "not reproduced",  # within T=1.3: the sign flip gets its own verdict
+        "reproduced",  # given temperature
+        "not reproduced",  # given position and temperature
+        "not reproduced",  # surprisal, given position and temperature
+        "not reproduced",  # held-out sigma falls with temperature
+        INSUFFICIENT,  # per-temperature fits without an interval
     ]
+    # 80% power at 95%: 2.80 standard errors, the se read off the interval's width
+    se = (1.5 - 0.5) / (2 * 1.959964)
+    assert rows[0]["detectable_80"] == pytest.approx((1.959964 + 0.841621) * se, rel=1e-5)
+    assert math.isnan(rows[-1]["detectable_80"])
     assert "(epoch 4 of 5)" in rows[0]["numbers"] and rows[1]["numbers"].endswith("h=2: 0.2")
     lines = V.verdict_lines(rows)
     assert lines[0].startswith("[reproduced] Training lowers the losses: ")
-    assert len(lines) == 7
+    assert len(lines) == 11 and "detectable at 80% power" in lines[0]
 
 
 def test_uncertainty_metrics_layout():
@@ -157,7 +180,7 @@ def test_uncertainty_metrics_layout():
         tokens=tokens,
         correlations={},
         by_temperature={},
-        temperature={"sigma03": {"by_temperature": table, "slope": {"estimate": 1.0}}},
+        temperature={"sigma": {"by_temperature": table, "slope": {"estimate": 1.0}}},
         first_step={"n_groups": 0},
         complexity_measure="mean_clauses",
         errors=errors,
@@ -176,7 +199,7 @@ def test_uncertainty_metrics_layout():
     ]
     assert (metrics["n_tokens"], metrics["n_conversations"]) == (3, 2)
     assert metrics["temperatures"] == [0.7, 1.0]
-    assert metrics["temperature"]["sigma03"] == {
+    assert metrics["temperature"]["sigma"] == {
         "slope": {"estimate": 1.0},
         "by_temperature": [{"level": 0.7, "mean": 1.0}, {"level": 1.0, "mean": 2.0}],
     }
