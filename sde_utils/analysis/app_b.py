@@ -8,30 +8,25 @@ Model space is the LLM's input-embedding space ``(D,)``, state space the fit's P
 
 from __future__ import annotations
 
-import string
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
 
+from sde_utils.analysis.intervals import mean_interval
 from sde_utils.analysis.paper_figures import figure_record
+from sde_utils.analysis.rollout_text import embedding_table, token_ranks
 from sde_utils.extraction.tokens import display_token, nearest_tokens
 from sde_utils.models.base import SDEModel
+from sde_utils.models.qa import is_word
 from sde_utils.models.simulate import drift_path, simulate
-
-_PUNCTUATION = set(string.punctuation) | {"\u2019", "\u2018", "\u201c", "\u201d", "\u2026"}
 
 
 def normalise_token(display: str) -> str:
     """A displayed token as a word to compare: stripped, lower-cased."""
     return display.strip().lower()
-
-
-def is_word(display: str) -> bool:
-    """True when a displayed token holds a letter or digit (not only spaces/punctuation)."""
-    text = display.strip()
-    return bool(text) and any(ch not in _PUNCTUATION for ch in text)
 
 
 @dataclass
@@ -44,7 +39,12 @@ class AnswerProcess:
     tokens (raw BPE, cosine score) of ``inverse_transform(drift[s])``; ``decoded_samples[p][s]``
     likewise for sample ``p``; ``decoded_roundtrip[i]``: for answer token ``i``, the nearest
     tokens of its own embedding sent through the PCA and back (what the state space can
-    still tell apart at best).
+    still tell apart at best). ``rank_drift[s-1]`` (``s = 1..min(n_steps, answer tokens)``):
+    the rank (1 = nearest, cosine) of the expected word ``A_s`` for the drift path's step
+    ``s`` (:func:`~sde_utils.analysis.rollout_text.token_ranks` over words: the best row of
+    any token with the same normalised text); ``rank_samples (n_samples, steps)`` the same
+    per sampled path; ``rank_roundtrip`` for each answer token's own round trip. ``t0``: the
+    time of ``Q_init``.
     """
 
     question: str
@@ -63,6 +63,10 @@ class AnswerProcess:
     dt: float
     seed: int
     notes: list[str] = field(default_factory=list)
+    t0: float = 0.0
+    rank_drift: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    rank_samples: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
+    rank_roundtrip: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def answer_process(
@@ -79,6 +83,8 @@ def answer_process(
     dt: float = 1.0,
     seed: int = 0,
     words_only: bool = True,
+    t0: float = 0.0,
+    word_of: np.ndarray | None = None,
 ) -> AnswerProcess:
     """Paper App. B: ``Q_init`` = mean of the question's token embeddings, six SDE steps.
 
@@ -90,38 +96,54 @@ def answer_process(
     ``n_steps`` steps (``simulate`` with ``seed``) start at ``t = 0``, the time of a
     response's first token (the paper's ``t_1``); every state is mapped back with
     ``features.inverse_transform`` and decoded to its ``top_k`` nearest tokens (cosine).
+    ``t0``: the time of ``Q_init`` (``-dt`` for a model trained on question -> answer
+    transitions, :mod:`sde_utils.models.qa`: ``A_1`` then lands at ``t = 0``).
+    ``word_of``: :func:`vocabulary_words` of the tokenizer (computed when None).
     """
-    weight = llm.get_input_embeddings().weight.detach().to("cpu", torch.float64).numpy()
+    weight = embedding_table(llm).numpy()
     if features.input_dim != weight.shape[1]:
         raise ValueError(
             f"the fit's feature map takes {features.input_dim}-dim states but the LLM's "
             f"embeddings are {weight.shape[1]}-dim: fit notebook 03 on an 'input'-kind store"
         )
 
-    def tokens_of(text: str) -> tuple[list[str], np.ndarray]:
+    def tokens_of(text: str) -> tuple[list[str], np.ndarray, list[int]]:
         ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
         toks = tokenizer.convert_ids_to_tokens(ids)
         keep = [i for i, t in enumerate(toks) if is_word(display_token(t)) or not words_only]
         if not keep:
             raise ValueError(f"{text!r} has no word token to embed")
-        return [toks[i] for i in keep], weight[[ids[i] for i in keep]]
+        return [toks[i] for i in keep], weight[[ids[i] for i in keep]], [ids[i] for i in keep]
 
-    q_tokens, q_states = tokens_of(question)
-    a_tokens, a_states = tokens_of(answer)
+    q_tokens, q_states, _ = tokens_of(question)
+    a_tokens, a_states, a_ids = tokens_of(answer)
     z_question = np.asarray(features.transform(q_states), dtype=np.float64)
     q_init = q_states.mean(axis=0)
     z_init = np.asarray(features.transform(q_init[None]), dtype=np.float64)[0]
     z_answer = np.asarray(features.transform(a_states), dtype=np.float64)
     start = torch.as_tensor(z_init)
-    drift = drift_path(sde, start, n_steps, dt=dt).double().numpy()
+    drift = drift_path(sde, start, n_steps, dt=dt, t0=t0).double().numpy()
     samples = (
-        simulate(sde, start, n_steps=n_steps, dt=dt, n_paths=n_samples, seed=seed).double().numpy()
+        simulate(sde, start, n_steps=n_steps, dt=dt, t0=t0, n_paths=n_samples, seed=seed)
+        .double()
+        .numpy()
     )
 
-    def decode(z: np.ndarray) -> list[list[tuple[str, float]]]:
-        back = np.asarray(features.inverse_transform(np.asarray(z, dtype=np.float64)))
-        return nearest_tokens(llm, tokenizer, back, k=top_k)
-
+    if word_of is None:
+        word_of = vocabulary_words(tokenizer, weight.shape[0])
+    steps = min(n_steps, len(a_ids))
+    k = z_init.shape[-1]
+    # every state decoded in one pass: drift (T), samples (T * P, path-major), answer (n_a)
+    T = n_steps + 1
+    states = np.concatenate([drift, samples.transpose(1, 0, 2).reshape(-1, k), z_answer])
+    back = np.asarray(features.inverse_transform(np.asarray(states, dtype=np.float64)))
+    decoded = nearest_tokens(llm, tokenizer, back, k=top_k)
+    picks = np.concatenate(
+        [np.arange(1, steps + 1) + T * p for p in range(n_samples + 1)]
+        + [T * (n_samples + 1) + np.arange(len(a_ids))]
+    )
+    targets = list(a_ids[:steps]) * (n_samples + 1) + list(a_ids)
+    ranks = token_ranks(weight, back[picks], targets, word_of=word_of)
     return AnswerProcess(
         question=question,
         answer=answer,
@@ -132,13 +154,24 @@ def answer_process(
         z_answer=z_answer,
         drift=drift,
         samples=samples,
-        decoded_drift=decode(drift),
-        decoded_samples=[decode(samples[:, p]) for p in range(n_samples)],
-        decoded_roundtrip=decode(z_answer),
+        decoded_drift=decoded[:T],
+        decoded_samples=[decoded[T * (p + 1) : T * (p + 2)] for p in range(n_samples)],
+        decoded_roundtrip=decoded[T * (n_samples + 1) :],
         top_k=int(top_k),
         dt=float(dt),
         seed=int(seed),
+        t0=float(t0),
+        rank_drift=ranks[:steps],
+        rank_samples=ranks[steps : steps * (n_samples + 1)].reshape(n_samples, steps),
+        rank_roundtrip=ranks[steps * (n_samples + 1) :],
     )
+
+
+def vocabulary_words(tokenizer, vocab_size: int) -> np.ndarray:
+    """``(vocab_size,)`` int label per token id: equal for tokens that display as the same
+    word after :func:`normalise_token` (``"The"``, ``"Ġthe"``)."""
+    toks = tokenizer.convert_ids_to_tokens(list(range(vocab_size)))
+    return pd.factorize(np.array([normalise_token(display_token(t)) for t in toks]))[0]
 
 
 def answer_overlap(process: AnswerProcess) -> dict:
@@ -207,9 +240,83 @@ def answer_table(process: AnswerProcess, n_steps: int) -> pd.DataFrame:
     )
 
 
-def figure7_record(process: AnswerProcess | None) -> dict:
+def rank_table(processes: Mapping[str, AnswerProcess]) -> pd.DataFrame:
+    """Step ``A_s`` against the expected word, per model: the drift path's nearest token,
+    the expected word's rank there, and its rank over the sampled paths as ``"median
+    [min, max]"``; the last column the rank of the answer's own PCA round trip."""
+    first = next(iter(processes.values()))
+    steps = len(first.rank_drift)
+    table = pd.DataFrame(
+        {"expected": [display_token(t) for t in first.answer_tokens[:steps]]},
+        index=[f"A_{s}" for s in range(1, steps + 1)],
+    )
+    for name, proc in processes.items():
+        table[f"{name}: nearest"] = [
+            display_token(d[0][0]) for d in proc.decoded_drift[1 : steps + 1]
+        ]
+        table[f"{name}: rank"] = proc.rank_drift
+        r = proc.rank_samples
+        table[f"{name}: sampled rank"] = [
+            f"{int(np.median(r[:, j]))} [{r[:, j].min()}, {r[:, j].max()}]" for j in range(steps)
+        ]
+    table["round trip rank"] = first.rank_roundtrip[:steps]
+    return table
+
+
+def heldout_first_answer(
+    models: Mapping[str, SDEModel],
+    transitions: tuple,
+    groups,
+    target_ids,
+    features,
+    weight,
+    word_of: np.ndarray,
+    *,
+    dt: float,
+    n_boot: int = 1000,
+    seed: int = 0,
+    reference: str | None = None,
+) -> pd.DataFrame:
+    """App. B on every held-out question: one noise-free step ``Q_init + mu dt`` from each
+    test prompt's ``Q_init`` (``transitions``: :func:`~sde_utils.models.qa.qa_transitions`
+    of the test split, unshuffled), decoded against the response's real first token
+    ``target_ids (n,)``: per model the mean ``log10`` word rank (0 = nearest) and the share
+    ranked in the top 10, each with a 95% conversation-bootstrap interval (``groups (n,)``),
+    and, with ``reference``, the paired difference ``model minus reference``. Also the
+    PCA round trip of the real first state (``round trip``: the best any step could do).
+    Columns: ``model, score, estimate, low, high, diff, diff_low, diff_high``."""
+    z0, t0, z1 = transitions
+    steps = {
+        name: drift_path(m, z0, 1, dt=dt, t0=float(t0[0]))[1].double().numpy()
+        for name, m in models.items()
+    } | {"round trip": np.asarray(z1, dtype=np.float64)}
+    scores = {}
+    for name, z in steps.items():
+        back = np.asarray(features.inverse_transform(np.asarray(z, dtype=np.float64)))
+        r = token_ranks(weight, back, target_ids, word_of=word_of)
+        scores[name] = {"log10_rank": np.log10(r), "top10": (r <= 10).astype(np.float64)}
+    rows = []
+    for name, own in scores.items():
+        for score, y in own.items():
+            iv = mean_interval(y, groups, n_boot=n_boot, seed=seed)
+            row = {"model": name, "score": score} | {k: iv[k] for k in ("estimate", "low", "high")}
+            if reference is not None:
+                d = mean_interval(y - scores[reference][score], groups, n_boot=n_boot, seed=seed)
+                row |= {"diff": d["estimate"], "diff_low": d["low"], "diff_high": d["high"]}
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def figure7_record(
+    process: AnswerProcess | None,
+    controls: Mapping[str, AnswerProcess] | None = None,
+    heldout: pd.DataFrame | None = None,
+) -> dict:
     """Notebook 07's record of figure 7 (:func:`~sde_utils.analysis.paper_figures.figure_record`):
-    the :func:`answer_overlap` numbers plus ``decoded_q_init``, and a finding that answers
+    the :func:`answer_overlap` numbers plus ``decoded_q_init`` and the expected word's ranks
+    (``rank_drift``, ``rank_samples`` median/min/max per step, ``rank_roundtrip``) of
+    ``process``, the same ranks of each ``controls`` model, and ``heldout``
+    (:func:`heldout_first_answer`'s table, intervals included), and a finding that answers
     "does the SDE produce the answer?" from them. ``process`` None (a store without
     ``input`` states) records that the figure was not drawn. The state dimension quoted is
     that of ``process.z_init``."""
@@ -237,8 +344,51 @@ def figure7_record(process: AnswerProcess | None) -> dict:
         if overlap["n_step_hits"] < min(overlap["n_steps"], overlap["n_answer_tokens"])
         else f"Yes: every step decodes to the expected answer token within the top {top_k}."
     )
-    decoded_q_init = [display_token(t) for t, _ in process.decoded_drift[0]]
-    return figure_record(stem, finding, overlap | {"decoded_q_init": decoded_q_init})
+
+    def ranks(proc: AnswerProcess) -> dict:
+        r = proc.rank_samples
+        if not r.size:  # a process built without ranks
+            return {"rank_drift": proc.rank_drift.tolist()}
+        return {
+            "rank_drift": proc.rank_drift.tolist(),
+            "rank_samples_median": np.median(r, axis=0).tolist(),
+            "rank_samples_min": r.min(axis=0).tolist(),
+            "rank_samples_max": r.max(axis=0).tolist(),
+        }
+
+    numbers = overlap | ranks(process) | {"rank_roundtrip": process.rank_roundtrip.tolist()}
+    numbers["decoded_q_init"] = [display_token(t) for t, _ in process.decoded_drift[0]]
+    controls = dict(controls or {})
+    numbers["controls"] = {
+        name: ranks(c) | {"n_step_hits": answer_overlap(c)["n_step_hits"]}
+        for name, c in controls.items()
+    }
+    finding += (
+        ""
+        if not len(process.rank_drift)
+        else (
+            f" Ranks of the expected word at steps 1-{len(process.rank_drift)}: "
+            + "; ".join(
+                [f"this model {process.rank_drift.tolist()}"]
+                + [f"{name} {c.rank_drift.tolist()}" for name, c in controls.items()]
+                + [f"round trip {process.rank_roundtrip[: len(process.rank_drift)].tolist()}"]
+            )
+            + "."
+        )
+    )
+    if heldout is not None and len(heldout):
+        numbers["heldout_first_answer"] = heldout.to_dict("records")
+        h = heldout.set_index(["model", "score"])
+        parts = [
+            f"{m} {h.loc[(m, 'log10_rank'), 'estimate']:.2f} [{h.loc[(m, 'log10_rank'), 'low']:.2f}, "
+            f"{h.loc[(m, 'log10_rank'), 'high']:.2f}]"
+            for m in dict.fromkeys(heldout["model"])
+        ]
+        finding += (
+            " On held-out questions, the mean log10 rank of the real first answer word after one "
+            "step from Q_init: " + "; ".join(parts) + "."
+        )
+    return figure_record(stem, finding, numbers)
 
 
 __all__ = [
@@ -247,6 +397,9 @@ __all__ = [
     "answer_process",
     "answer_table",
     "figure7_record",
+    "heldout_first_answer",
+    "rank_table",
     "is_word",
     "normalise_token",
+    "vocabulary_words",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from sde_utils.analysis.app_b import (
     AnswerProcess,
@@ -12,7 +13,9 @@ from sde_utils.analysis.app_b import (
     answer_process,
     answer_table,
     figure7_record,
+    heldout_first_answer,
     is_word,
+    rank_table,
 )
 from sde_utils.models.baselines import LinearSDE
 from sde_utils.models.features import FeatureMap
@@ -122,3 +125,65 @@ def test_figure7_record_says_no_and_yes_from_the_numbers():
     )
     none = figure7_record(None)
     assert none["numbers"] == {} and none["finding"].startswith("Not drawn")
+
+
+def test_expected_word_ranks_closed_form(fake_llm, fake_tokenizer, fake_vocab):
+    D = 16
+    weight = np.random.default_rng(5).normal(size=(len(fake_vocab), D))
+    llm, tok = fake_llm(weight), fake_tokenizer(fake_vocab)
+    features = FeatureMap(pca_dim=None, standardize=False).fit(weight)  # exact inverse
+    sde = LinearSDE(D).double()
+    sde.sigma_diag.zero_()  # no drift, no noise: every state is Q_init
+    proc = answer_process(llm, tok, features, sde, n_steps=6, n_samples=2, t0=-1.0)
+    q_init = weight[:6].mean(axis=0)
+    cos = weight @ q_init / (np.linalg.norm(weight, axis=1) * np.linalg.norm(q_init))
+    answer_ids = [7, 3, 4, 5, 1, 8]  # The capital of France is Paris
+    # "The" (id 7) and "Ġthe" (id 2) are one word: the better of the two counts
+    expected = []
+    for a in answer_ids:
+        best = max(cos[j] for j in (7, 2)) if a in (7, 2) else cos[a]
+        expected.append(int((cos > best).sum()) + 1)
+    assert proc.rank_drift.tolist() == expected and proc.t0 == -1.0
+    np.testing.assert_array_equal(proc.rank_samples, [expected, expected])  # sigma = 0
+    assert proc.rank_roundtrip.tolist() == [1] * 6  # exact inverse: cosine 1 with itself
+    table = rank_table({"still": proc, "again": proc})
+    assert list(table.index) == [f"A_{s}" for s in range(1, 7)]
+    assert table["still: rank"].tolist() == expected == table["again: rank"].tolist()
+    record = figure7_record(proc, {"again": proc})
+    assert record["numbers"]["controls"]["again"]["rank_drift"] == expected
+    assert f"this model {expected}" in record["finding"]
+
+
+def test_heldout_first_answer_ranks_and_paired_differences(fake_llm, fake_vocab):
+    D = 6
+    weight = np.random.default_rng(6).normal(size=(len(fake_vocab), D))
+    features = FeatureMap(pca_dim=None, standardize=False).fit(weight)
+    still = LinearSDE(D).double()
+    targets = np.array([1, 2, 3, 4])
+    # each question sits on another row (states are centred: through the feature map)
+    z0 = torch.as_tensor(features.transform(weight[[5, 6, 7, 8]]))
+    z1 = torch.as_tensor(features.transform(weight[targets]))
+    word_of = np.arange(len(fake_vocab))
+    table = heldout_first_answer(
+        {"still": still, "same": still},
+        (z0, torch.full((4,), -1.0, dtype=torch.float64), z1),
+        np.array(["a", "a", "b", "c"]),
+        targets,
+        features,
+        weight,
+        word_of,
+        dt=1.0,
+        n_boot=50,
+        reference="still",
+    ).set_index(["model", "score"])
+    # a still model stays on row 5..8, so the target's rank is its cosine rank there
+    cos = (weight[[5, 6, 7, 8]] / np.linalg.norm(weight[[5, 6, 7, 8]], axis=1)[:, None]) @ (
+        weight / np.linalg.norm(weight, axis=1)[:, None]
+    ).T
+    ranks = [int((c > c[t]).sum()) + 1 for c, t in zip(cos, targets, strict=True)]
+    assert min(ranks) > 1  # control: the question's own row, not the answer, ranks first
+    est = table.loc[("still", "log10_rank"), "estimate"]
+    assert est == pytest.approx(np.mean(np.log10(ranks)))
+    assert table.loc[("round trip", "log10_rank"), "estimate"] == 0.0  # exact inverse
+    assert table.loc[("same", "log10_rank"), "diff"] == 0.0  # same model, same numbers
+    assert table.loc[("round trip", "log10_rank"), "diff"] == pytest.approx(-est)
