@@ -4,7 +4,8 @@
 - :mod:`~sde_utils.plots.training`: notebook 03 (losses, held-out paths);
 - :mod:`~sde_utils.plots.theory`: notebooks 04-06 (the theory checks);
 - :mod:`~sde_utils.plots.paper`: figures 2-6 of the paper, :mod:`~sde_utils.plots.app_b`:
-  figure 7 (the App. B example), :mod:`~sde_utils.plots.labels`: token labels (notebook 07);
+  figure 7 (the App. B example), :mod:`~sde_utils.plots.labels`: token labels,
+  :mod:`~sde_utils.plots.rollouts`: rollouts read back as text and App. B ranks (notebook 07);
 - :mod:`~sde_utils.plots.uncertainty`: notebook 08 (does sigma track uncertainty);
 - :mod:`~sde_utils.plots.data`: notebooks 01-02 (the extracted and sampled states);
 - :mod:`~sde_utils.plots.layers`: notebook 09 (the layer sweep against depth).
@@ -18,6 +19,7 @@ from sde_utils.plots import (
     labels,
     layers,
     paper,
+    rollouts,
     style,
     template,
     theory,
@@ -33,6 +35,7 @@ __all__ = [
     "template",
     "data",
     "paper",
+    "rollouts",
     "style",
     "theory",
     "training",
