@@ -123,9 +123,9 @@ NOTEBOOK_FIGURES: dict[str, str] = {
     "simulation.",
     "06-picard": "Picard iteration on one Brownian path: distance between iterates against the "
     "theoretical bound, per model.",
-    "08-sigma-vs-entropy": "σ² of the fitted SDE against the LLM's next-token entropy and "
-    "surprisal, and the model-free squared step: bin means with 95% conversation-bootstrap "
-    "bands.",
+    "08-sigma-vs-entropy": "σ² of the SDE fitted on the LLM's own samples, on prompts it never "
+    "saw, against the next-token entropy and surprisal, per temperature, and the model-free "
+    "squared step: bin means with 95% conversation-bootstrap bands.",
     "08-sigma-by-temperature": "σ² and realised steps against the sampling temperature, with "
     "slopes and 95% intervals.",
     "08-first-step-kl": "First generated step: KL from the true draws to each model's Gaussian "

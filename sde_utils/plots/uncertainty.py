@@ -69,7 +69,7 @@ def plot_sigma_vs_entropy(
     """
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     _binned_panel(
-        axes[0], sigma_entropy, "entropy_next", r"$|\sigma(x_k, t_k)|^2$ (notebook 03's SDE)"
+        axes[0], sigma_entropy, "entropy_next", r"$|\sigma(x_k, t_k)|^2$ (cross-fitted SDE)"
     )
     _binned_panel(axes[1], sigma_surprisal, "surprisal_next", r"$|\sigma(x_k, t_k)|^2$")
     _binned_panel(axes[2], step_entropy, "entropy_next", r"realised step $|z_{k+1} - z_k|^2$")
