@@ -37,9 +37,10 @@ import torch
 from sde_utils import paths
 from sde_utils.checks import check_dt, check_int, check_positive, check_real, check_seed
 from sde_utils.config import params_hash, run_id
+from sde_utils.devices import resolve_device
 from sde_utils.extraction.store import TrajectoryStore
 from sde_utils.io import atomic_write_text, build_lock, to_jsonable
-from sde_utils.models.base import SDEModel
+from sde_utils.models.base import SDEModel, model_dtype_device
 from sde_utils.models.baselines import DriftOnlyMLP, LinearDriftMLPSigma, LinearSDE, RandomWalk
 from sde_utils.models.features import FeatureMap
 from sde_utils.models.metrics import evaluate_model
@@ -160,7 +161,7 @@ def _fit_multistep(
     ``d`` drift evaluations per step, so all overlapping windows would cost ``k`` times as
     much for mostly repeated steps), ``multistep_epochs`` epochs, early stopping on the val
     total ``drift + lam * kstep_nll + penalty`` with ``multistep_patience``."""
-    model = MultiStepNeuralSDE(**start.config())
+    model = MultiStepNeuralSDE(**start.config()).to(model_dtype_device(start)[1])
     model.load_state_dict(start.state_dict())
     objective = MultiStepObjective(
         params["multistep_k"], params["contraction"], params["contraction_radius"]
@@ -304,6 +305,7 @@ def fit_all(
     *,
     root: Path | None = None,
     progress: bool = True,
+    device: Any = "auto",
 ) -> Fit:
     """Fit the neural SDE and the baselines on ``store``; evaluate on its test split.
 
@@ -314,11 +316,14 @@ def fit_all(
     contraction_radius`` (:data:`MULTISTEP_DEFAULTS` where missing). Returns the loaded
     :class:`Fit`.
     Builds under the lock ``<root>/<fit id>.lock``; a verified complete fit is reused.
+    ``device`` (:func:`sde_utils.devices.resolve_device`; ``"auto"``: CUDA when present)
+    is where the models train and are evaluated; a fit made off the CPU gets its own id.
     A store with NaN/inf states is a ValueError before training (and before any file
     but the lock file is written).
     """
     params = {**MULTISTEP_DEFAULTS, **dict(params)}
     check_fit_params(store, params)
+    dev = resolve_device(device)
     key = {
         "store": store.path.name,
         "content_hash": store.meta.get("content_hash"),
@@ -328,6 +333,8 @@ def fit_all(
         "models": list(MODEL_NAMES),
         **params,
     }
+    if dev.type != "cpu":  # CPU fits keep their ids; another device rounds differently
+        key["device"] = dev.type
     rid = run_id(key, prefix="fit")
     root = Path(root or paths.FITS_DIR)
     final = root / rid
@@ -338,13 +345,18 @@ def fit_all(
         check_finite_states(store)
         work = root / f"{rid}.partial"
         work.mkdir(parents=True, exist_ok=True)
-        _build(store, params, key, work, progress)
+        _build(store, params, key, work, progress, dev)
         os.replace(work, final)  # final is absent: _reusable moved any unusable one aside
     return load_fit(final, verify=False)
 
 
 def _build(
-    store: TrajectoryStore, params: dict[str, Any], key: dict, work: Path, progress: bool
+    store: TrajectoryStore,
+    params: dict[str, Any],
+    key: dict,
+    work: Path,
+    progress: bool,
+    device: torch.device | str = "cpu",
 ) -> None:
     """Fit, evaluate and write every file of the fit into ``work``; ``fit.json`` last."""
     torch.manual_seed(params["seed"])
@@ -383,6 +395,7 @@ def _build(
             time_scale=params["time_scale"],
         ).set_drift_least_squares(*train, dt),
     }
+    models = {name: model.to(device) for name, model in models.items()}
     histories = {}
     train_kw = {
         k: params[k] for k in ("lam", "epochs", "batch_size", "lr", "weight_decay", "patience")
