@@ -31,7 +31,11 @@ def _load_forward_ad() -> None:
 
 
 def as_float64(model: torch.nn.Module) -> torch.nn.Module:
-    """A float64 CPU copy of ``model`` in eval mode, weights frozen (the original is untouched)."""
+    """A float64 CPU copy of ``model`` in eval mode, weights frozen (the original is untouched).
+
+    The device policy of the theory checks: a model from any device (a fit trained on CUDA)
+    is checked on the CPU in float64, where their tolerances hold; these are small dense
+    Jacobian, eigenvalue and Lyapunov computations that a GPU does not speed up."""
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module (an SDEModel), got {type(model)!r}")
     _load_forward_ad()
