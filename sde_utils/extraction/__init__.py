@@ -7,6 +7,9 @@
 - :mod:`states`: embedding kinds, teacher-forced states, attention maps;
 - :mod:`sampling`: the LLM's own answers with per-step states, entropy and log-prob;
 - :mod:`store`: the on-disk trajectory store (its docstring is the contract) and its
-  reader; :mod:`store_inputs` checks what goes in, :mod:`store_build` writes it;
+  reader; :mod:`store_inputs` checks what goes in, :mod:`store_build` writes it
+  (one :mod:`store_chunks` file per chunk);
+- :mod:`sharding`: a store built by the ranks of a ``torch.distributed`` group, each a
+  shard of the chunks; :mod:`distributed`: the ``torchrun`` command line for a profile;
 - :mod:`extract`: the two builders, ``extract_pairs`` and ``sample_to_store``.
 """
