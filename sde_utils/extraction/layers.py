@@ -32,6 +32,7 @@ import torch
 from sde_utils.checks import check_int
 from sde_utils.config import run_id as make_run_id
 from sde_utils.extraction.extract import pair_items
+from sde_utils.extraction.pairs import load_pairs
 from sde_utils.extraction.states import (
     check_kind,
     encode_pairs_checked,
@@ -41,6 +42,7 @@ from sde_utils.extraction.states import (
 from sde_utils.extraction.store_build import build_store
 
 __all__ = [
+    "short_prompt_pairs",
     "depth_kinds",
     "relative_depth",
     "capture_states",
@@ -48,6 +50,27 @@ __all__ = [
     "store_llm",
     "check_store_llm",
 ]
+
+
+def short_prompt_pairs(
+    *, n_pairs: int, max_prompt_tokens: int, count_tokens, pool_factor: int = 4, **kwargs
+) -> datasets.Dataset:
+    """``n_pairs`` pairs of :func:`~sde_utils.extraction.pairs.load_pairs` whose prompt has
+    at most ``max_prompt_tokens`` tokens (``count_tokens``; every LLM reads the prompt, so
+    long ones cost forward passes but give no state). Draws ``pool_factor * n_pairs`` pairs
+    with ``kwargs`` (source, seed, response bounds, ...), keeps the first ``n_pairs`` short
+    ones in source order; a ValueError says when fewer pass."""
+    n_pairs = check_int("n_pairs", n_pairs, minimum=1)
+    max_prompt_tokens = check_int("max_prompt_tokens", max_prompt_tokens, minimum=1)
+    pool = load_pairs(n_pairs=pool_factor * n_pairs, count_tokens=count_tokens, **kwargs)
+    keep = [i for i, p in enumerate(pool["prompt"]) if count_tokens(p) <= max_prompt_tokens]
+    if len(keep) < n_pairs:
+        raise ValueError(
+            f"only {len(keep)} of {len(pool)} drawn pairs have prompts of at most "
+            f"{max_prompt_tokens} tokens, fewer than n_pairs={n_pairs}; raise "
+            "max_prompt_tokens or lower n_pairs"
+        )
+    return pool.select(keep[:n_pairs])
 
 
 def depth_kinds(model, n_depths: int) -> list[str]:

@@ -52,6 +52,7 @@ __all__ = [
     "ModelNotAvailableError",
     "gguf_path",
     "load_gguf",
+    "write_cache",
     "load_llm",
 ]
 
@@ -154,7 +155,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_cache(
+def write_cache(
     gguf_model, tokenizer, dest: Path, *, source: dict[str, Any], atol: float = LOGIT_ATOL
 ) -> dict[str, Any]:
     """Write ``gguf_model`` as a float32 safetensors folder at ``dest``, atomically.
@@ -244,7 +245,7 @@ def _ensure_cache(name: str, cache_dir: Path) -> Path:
         source["gguf_sha256"] = _sha256(path)
         source["package"] = _GGUF_PACKAGE
     model, tokenizer = load_gguf(path, name)
-    _write_cache(model, tokenizer, dest, source=source)
+    write_cache(model, tokenizer, dest, source=source)
     return dest
 
 

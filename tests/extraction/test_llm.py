@@ -79,7 +79,7 @@ def test_failed_check_leaves_nothing_behind(lm, tmp_path):
     # atol < 0 makes the check fail whatever the difference: the failure path must leave
     # neither the destination nor a temporary folder
     with pytest.raises(RuntimeError, match="does not reproduce its logits"):
-        llm._write_cache(model, tokenizer, dest, source={}, atol=-1.0)
+        llm.write_cache(model, tokenizer, dest, source={}, atol=-1.0)
     assert list(tmp_path.iterdir()) == []
 
 
