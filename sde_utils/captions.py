@@ -107,6 +107,11 @@ NOTEBOOK_FIGURES: dict[str, str] = {
     "epoch; the dotted line marks the epoch kept.",
     "03-paths": "Held-out trajectories (blue) against the model's drift path and a band of "
     "simulated paths (red), started at the real first state.",
+    "03-losses-multistep": "The multi-step SDE's fine-tuning from the one-step fit: one-step "
+    "drift loss, k-step NLL and their total (with the contraction penalty) per epoch.",
+    "03-jacobian-spectra": "Spectral radius and norm of each model's one-step map x -> x + "
+    "mu dt at held-out states (boxes: quartiles, whiskers 5-95%); above the dotted line 1 "
+    "perturbations grow.",
     "04-lipschitz-brackets": "Lipschitz constants in x per model: certified upper bound (▼) and "
     "searched lower bound (▲); the true constant lies between.",
     "04-linear-growth": "Linear growth: (‖μ‖² + ‖σ‖²) / (1 + ‖x‖²) against the radius, and the "
@@ -123,6 +128,13 @@ NOTEBOOK_FIGURES: dict[str, str] = {
     "simulation.",
     "06-picard": "Picard iteration on one Brownian path: distance between iterates against the "
     "theoretical bound, per model.",
+    "07-app-b-ranks": "App. B: rank of the expected word at each of the six steps from Q_init, "
+    "for the model trained with question -> answer transitions, its shuffled-pairs control and "
+    "the response-only model (line: drift path; band: sampled paths), against the PCA round trip.",
+    "07-rollouts-text": "Rollouts from held-out starts decoded to the nearest tokens and scored: "
+    "the LLM's log-probability per token, distinct-1/2 and next-token accuracy, per model, "
+    "against the real text, its PCA round trip and its shuffled tokens (95% "
+    "conversation-bootstrap intervals).",
     "08-sigma-vs-entropy": "σ² of the SDE fitted on the LLM's own samples, on prompts it never "
     "saw, against the next-token entropy and surprisal, per temperature, and the model-free "
     "squared step: bin means with 95% conversation-bootstrap bands.",

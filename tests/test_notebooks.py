@@ -175,6 +175,31 @@ def _(m, p):
     # the verdict follows the numbers
     answered = f7["n_step_hits"] == min(f7["n_steps"], f7["n_answer_tokens"])
     assert figs["fig7-capital-of-france"]["finding"].startswith("Yes" if answered else "No")
+    # App. B as the paper describes it: a Q->A model against two controls, ranks per step
+    assert set(f7["controls"]) == {"Q→A, shuffled pairs", "response only"}
+    assert len(f7["rank_drift"]) == 6 and min(f7["rank_drift"]) >= 1
+    assert all(r >= 1 for r in f7["rank_roundtrip"])
+    for row in f7["heldout_first_answer"]:
+        assert row["low"] <= row["estimate"] <= row["high"], row
+        if row["model"] == "Q→A, shuffled pairs":  # the reference of the paired differences
+            assert row["diff"] == 0.0
+    # rollouts read back as text, every number with its interval
+    ro = m["rollouts"]["numbers"]
+    scores = ro["scores"]
+    assert {"real", "real, PCA round trip", "real, shuffled"} <= set(scores)
+    assert ro["horizon"] == p["rollout_horizon"] and ro["n_responses"] <= p["rollout_starts"]
+    for source, per in scores.items():
+        for key, x in per.items():
+            assert x["low"] <= x["estimate"] <= x["high"], (source, key)
+            assert x["estimate"] <= 0 if key == "logprob" else 0 <= x["estimate"] <= 1
+    assert scores["real"]["accuracy"]["estimate"] == 1.0  # the real text is itself
+    # a permutation keeps the words, so distinct-1 cannot change; the order it breaks costs
+    # log-probability (the control that shows the scorer reads order)
+    assert scores["real, shuffled"]["distinct_1"]["estimate"] == pytest.approx(
+        scores["real"]["distinct_1"]["estimate"]
+    )
+    assert scores["real"]["logprob"]["low"] > scores["real, shuffled"]["logprob"]["high"]
+    assert m["rollouts"]["finding"]
 
 
 MODELS = {"neural_sde", "random_walk", "linear_ou", "drift_only", "linear_mlp_sigma"}

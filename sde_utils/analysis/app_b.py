@@ -20,7 +20,7 @@ from sde_utils.analysis.paper_figures import figure_record
 from sde_utils.analysis.rollout_text import embedding_table, token_ranks
 from sde_utils.extraction.tokens import display_token, nearest_tokens
 from sde_utils.models.base import SDEModel
-from sde_utils.models.qa import is_word
+from sde_utils.models.qa import is_word, qa_transitions
 from sde_utils.models.simulate import drift_path, simulate
 
 
@@ -307,6 +307,41 @@ def heldout_first_answer(
     return pd.DataFrame(rows)
 
 
+def heldout_app_b(
+    models: Mapping[str, SDEModel],
+    store,
+    features,
+    weight,
+    tokenizer,
+    word_of: np.ndarray,
+    *,
+    dt: float,
+    n_boot: int = 1000,
+    seed: int = 0,
+    reference: str | None = None,
+) -> pd.DataFrame:
+    """:func:`heldout_first_answer` on the test split of ``store``: every test prompt's
+    ``Q_init`` (:func:`~sde_utils.models.qa.qa_transitions`, at ``t = -dt``) against its
+    response's real first token, conversations as the bootstrap's groups."""
+    transitions, rows = qa_transitions(store, "test", weight, tokenizer, features, dt=dt)
+    seqs = store.split("test").sequences
+    targets = np.array([int(seqs.iloc[int(i)]["token_ids"][0]) for i in rows])
+    groups = seqs["conv_id"].to_numpy()[rows]
+    return heldout_first_answer(
+        models,
+        transitions,
+        groups,
+        targets,
+        features,
+        weight,
+        word_of,
+        dt=dt,
+        n_boot=n_boot,
+        seed=seed,
+        reference=reference,
+    )
+
+
 def figure7_record(
     process: AnswerProcess | None,
     controls: Mapping[str, AnswerProcess] | None = None,
@@ -397,6 +432,7 @@ __all__ = [
     "answer_process",
     "answer_table",
     "figure7_record",
+    "heldout_app_b",
     "heldout_first_answer",
     "rank_table",
     "is_word",

@@ -281,6 +281,37 @@ def summary_table(summary: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     ]
 
 
+def example_texts(sources: Mapping, tokenizer, index: int = 0) -> pd.Series:
+    """Response ``index`` as text under every source (path 0), for the notebook."""
+    return pd.Series(
+        {name: tokenizer.decode(ids[index, 0].tolist()) for name, ids in sources.items()}
+    )
+
+
+def metric_check(
+    features, weight, held: Mapping, *, horizon: int, n_boot: int = 1000, seed: int = 0
+) -> dict:
+    """Why one metric decodes: per metric of :data:`METRICS`, the share of the real states
+    ``1..horizon`` of ``held`` (:func:`heldout_responses`) whose PCA round trip decodes to
+    their own token, with a 95% conversation-bootstrap interval (the metric that keeps more
+    of the real tokens is the one to decode rollouts with)."""
+    z = np.concatenate([x[1 : horizon + 1] for x in held["trajectories"]])
+    real = np.concatenate([t[1 : horizon + 1] for t in held["token_ids"]])
+    groups = np.concatenate(
+        [
+            [g] * len(x[1 : horizon + 1])
+            for g, x in zip(held["groups"], held["trajectories"], strict=True)
+        ]
+    )
+    back = np.asarray(features.inverse_transform(z.astype(np.float64)))
+    out = {}
+    for metric in METRICS:
+        hit = (decode_ids(weight, back, metric=metric) == real).astype(np.float64)
+        iv = mean_interval(hit, groups, n_boot=n_boot, seed=seed)
+        out[metric] = {k: iv[k] for k in ("estimate", "low", "high", "n", "n_groups")}
+    return out
+
+
 def rollout_record(summary: pd.DataFrame, models: Sequence[str], *, horizon: int) -> dict:
     """The numbers (every estimate with its interval) and a finding: do any model's
     rollouts read as better text than shuffled real tokens (LLM log-prob, interval of the
@@ -338,7 +369,9 @@ __all__ = [
     "decode_ids",
     "distinct_n",
     "embedding_table",
+    "example_texts",
     "heldout_responses",
+    "metric_check",
     "rollout_record",
     "rollout_sources",
     "rollout_summary",

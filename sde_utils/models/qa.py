@@ -147,12 +147,75 @@ def fine_tune_qa(
     return model, history
 
 
+def subsample(transitions: tuple, max_rows: int | None, seed: int) -> tuple:
+    """At most ``max_rows`` rows of ``transitions`` (a ``seed`` draw without replacement,
+    kept in order); all of them when ``max_rows`` is None or not smaller."""
+    n = transitions[0].shape[0]
+    if max_rows is None or n <= max_rows:
+        return transitions
+    keep = np.sort(np.random.default_rng(check_seed(seed)).choice(n, size=max_rows, replace=False))
+    index = torch.as_tensor(keep)
+    return tuple(v[index] for v in transitions)
+
+
+def fit_qa_models(
+    fitted,
+    store,
+    weight,
+    tokenizer,
+    *,
+    share: float,
+    epochs: int,
+    seed: int,
+    shuffle_seed: int = 0,
+    max_rows: int | None = 8192,
+) -> tuple[dict[str, SDEModel], dict[str, History]]:
+    """The App. B models of a fit (:class:`~sde_utils.models.fits.Fit` ``fitted`` on
+    ``store``): its neural SDE fine-tuned ``epochs`` epochs on its own train/val transitions
+    plus the question -> answer ones (:func:`fine_tune_qa` with ``share``; ``lam``,
+    ``batch_size``, ``lr``, ``weight_decay``, ``patience``, ``dt``, ``max_len`` from the
+    fit's parameters), as ``"Q→A"``, and the same with shuffled pairs (``shuffle_seed``) as
+    ``"Q→A, shuffled pairs"``. The fit's own transitions are a ``seed`` subsample of at
+    most ``max_rows`` per split (:func:`subsample`): the fine-tune starts from the fitted
+    weights, so they only keep the response dynamics in place, and a few thousand do that
+    at a fraction of the cost. Returns the models and their training histories."""
+    p = fitted.params
+    dt, max_len, fmap = float(p["dt"]), p.get("max_len"), fitted.features
+    own = {
+        s: subsample(split_transitions(store, s, fmap, dt=dt, max_len=max_len), max_rows, seed)
+        for s in ("train", "val")
+    }
+    kw = {k: p[k] for k in ("lam", "batch_size", "lr", "weight_decay", "patience")}
+    models, histories = {}, {}
+    for name, shuffle in (("Q→A", None), ("Q→A, shuffled pairs", shuffle_seed)):
+        pairs = {
+            s: qa_transitions(store, s, weight, tokenizer, fmap, dt=dt, shuffle_seed=shuffle)[0]
+            for s in ("train", "val")
+        }
+        models[name], histories[name] = fine_tune_qa(
+            fitted.sde,
+            own["train"],
+            own["val"],
+            pairs["train"],
+            pairs["val"],
+            dt=dt,
+            share=share,
+            seed=seed,
+            epochs=epochs,
+            progress=False,
+            **kw,
+        )
+    return models, histories
+
+
 __all__ = [
     "augment",
     "fine_tune_qa",
+    "fit_qa_models",
     "is_word",
     "qa_transitions",
     "question_state",
     "split_transitions",
+    "subsample",
     "word_token_ids",
 ]

@@ -90,6 +90,18 @@ def _training(m: Metrics) -> list[str]:
         + (", ".join(winners) if winners else "no model")
         + "."
     )
+    spectra = m.get("jacobian_spectra")
+    if isinstance(spectra, Mapping) and spectra:
+        out.append(
+            "One-step map x -> x + mu dt at held-out states, median spectral radius / norm "
+            "(share of states with radius > 1): "
+            + "; ".join(
+                f"{name} {fmt(r.get('radius_median'))} / {fmt(r.get('norm_median'))} "
+                f"({fmt(100 * r.get('share_radius_above_1', float('nan')), 2)}%)"
+                for name, r in spectra.items()
+            )
+            + "."
+        )
     return out
 
 
@@ -160,11 +172,16 @@ def _moments(m: Metrics) -> list[str]:
 
 def _figures(m: Metrics) -> list[str]:
     figs = m.get("figures", {})
+    rollouts = m.get("rollouts")
     return [
         f"Figure {info.get('number', '?')}: {info['finding']}"
         for info in figs.values()
         if isinstance(info, Mapping) and info.get("finding")
-    ]
+    ] + (
+        [f"Rollouts read back as text: {rollouts['finding']}"]
+        if isinstance(rollouts, Mapping) and rollouts.get("finding")
+        else []
+    )
 
 
 def _uncertainty(m: Metrics) -> list[str]:

@@ -110,3 +110,12 @@ def test_fine_tune_learns_the_question_step_and_leaves_the_base():
     assert torch.linalg.norm(learnt - torch.tensor([1.5, 0.0])) < 0.3
     assert torch.linalg.norm(untrained - torch.tensor([1.5, 0.0])) > 1.0  # control
     assert history.n_epochs >= 1
+
+
+def test_subsample_keeps_order_and_size():
+    rows = tuple(torch.arange(10.0).reshape(10, *s) for s in ((1,), ()))
+    out = qa.subsample(rows, 4, seed=0)
+    assert out[0].shape == (4, 1) and torch.equal(out[0][:, 0], out[1])  # rows stay paired
+    assert bool((out[1].diff() > 0).all())  # in their original order
+    assert qa.subsample(rows, 10, seed=0) is rows and qa.subsample(rows, None, seed=0) is rows
+    assert not torch.equal(qa.subsample(rows, 4, seed=1)[1], out[1])  # another seed, other rows
