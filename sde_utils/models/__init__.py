@@ -8,9 +8,11 @@
 - :mod:`features`: standardise + PCA between LLM states and model states;
 - :mod:`losses`: the drift loss and the diffusion NLL of an Euler–Maruyama step;
 - :mod:`train`: ``fit`` and its ``History``; :mod:`checkpoint`: resumable checkpoints;
+- :mod:`multistep`: the neural SDE on a k-step objective (moment propagation through the
+  Euler chain, contraction penalty) and the one-step Jacobian of any model;
 - :mod:`simulate`: Euler–Maruyama and torchsde on the token grid;
 - :mod:`metrics`: held-out scores; :mod:`fits`: the whole model set on one store.
 
 Dependencies run one way: ``base`` <- ``neural`` <- ``baselines`` <- ``serialize``,
-``losses`` <- ``train`` (with ``checkpoint``); ``simulate`` <- ``metrics``; ``fits`` uses them all.
+``losses`` <- ``multistep``, ``losses`` <- ``train`` (with ``checkpoint``); ``simulate`` <- ``metrics``; ``fits`` uses them all.
 """
