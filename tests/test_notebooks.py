@@ -494,6 +494,38 @@ def _(m, p):
         )
 
 
+@check("09-layer-sweep")
+def _(m, p):
+    llms = p["llms"]
+    assert m["llms"] == llms and m["n_pairs"] == p["n_pairs"]
+    records = m["records"]
+    assert len(records) == len(llms) * p["n_depths"]  # the depths are distinct for both LLMs
+    for llm in llms:
+        mine = [r for r in records if r["llm"] == llm]
+        assert [r["kind"] for r in mine][0] == "input" and mine[-1]["kind"] == "hidden"
+        assert [r["depth"] for r in mine] == sorted(r["depth"] for r in mine)
+        assert mine[0]["depth"] == 0.0 and mine[-1]["depth"] == 1.0
+    for r in records:
+        assert r["beats_all"] in (True, False) and r["best_baseline"] in r["models"]
+        assert "neural_sde" in r["models"] and len(r["models"]) >= 5  # notebook 03's model set
+        for key, iv in r["metrics"].items():
+            if iv["estimate"] is not None and iv["low"] is not None:
+                assert iv["low"] <= iv["estimate"] + 1e-9 and iv["estimate"] <= iv["high"] + 1e-9, (
+                    key
+                )
+        assert 0 < r["metrics"]["pca_variance"]["estimate"] <= 1
+        for level in ("0.5", "0.9"):
+            assert 0 <= r["metrics"][f"coverage_{level}"]["estimate"] <= 1
+    v = m["verdict"]
+    winners = {llm: [x["kind"] for x in v["per_llm"].get(llm, [])] for llm in llms}
+    # the verdict is computed from the records it sits beside
+    assert winners == {
+        llm: [r["kind"] for r in records if r["llm"] == llm and r["beats_all"]] for llm in llms
+    }
+    assert v["any"] == any(r["beats_all"] for r in records)
+    assert m["findings"] and v["text"] in m["findings"][0]
+
+
 # ----------------------------------------------------------------------------- reading
 
 
