@@ -30,6 +30,11 @@ with the arrays and the parquet, and every state must be finite (the error names
 split and row). :func:`verify_content` (used before a store is reused) recomputes the
 hashes and names the file that no longer matches.
 
+One store holds the states of **one kind** (``embedding_kind``: ``input``, ``layer:N`` or
+``hidden``) of **one LLM** (``model``). A layer sweep writes one store per kind, all from
+one forward pass per batch (:func:`sde_utils.extraction.layers.extract_layers`), and
+:func:`sde_utils.extraction.layers.check_store_llm` refuses a store built by another LLM.
+
 Time along a sequence is ``t_k = k * dt`` for its k-th state (k = 0, 1, ...).
 """
 
