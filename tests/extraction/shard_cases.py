@@ -9,6 +9,7 @@ import torch.distributed as dist
 from llm_cases import PROMPTS, RESPONSES
 from store_cases import PARAMS, FakeEmbed, make_items
 
+from sde_utils.config import torch_threads
 from sde_utils.extraction.sharding import build_store_sharded, rank_and_world
 
 WORLD = 2
@@ -68,21 +69,25 @@ def tiny_prompts() -> list[dict]:
     ]
 
 
-def llm_stores(root: str) -> list[str]:
+def llm_stores(root: str, sample_threads: int = 1) -> list[str]:
     """The two LLM stores of the tests (teacher-forced ``layer:3`` states of 5 pairs in
-    chunks of 2; 3 prompts answered twice at T = 1, 8 tokens, one prompt per chunk)."""
+    chunks of 2, with one torch thread; 3 prompts answered twice at T = 1, 8 tokens, one
+    prompt per chunk, with ``sample_threads`` torch threads set by the caller)."""
     from sde_utils.extraction.extract import extract_pairs, sample_to_store
     from sde_utils.extraction.llm import load_llm
 
     model, tokenizer = load_llm(device="cpu")
     pairs, splits = tiny_pairs()
-    tf = extract_pairs(pairs, splits, model, tokenizer, kind="layer:3",
-                       params={"test": "tf"}, batch_size=2, chunk_size=2,
-                       root=root, progress=False)  # fmt: skip
-    sampled = sample_to_store(tiny_prompts(), model, tokenizer, k=2, temperatures=[1.0],
-                              max_new_tokens=8, kind="layer:3", seed=5,
-                              params={"test": "sampled"}, prompts_per_chunk=1, root=root,
-                              progress=False)  # fmt: skip
+    with torch_threads(1):
+        tf = extract_pairs(pairs, splits, model, tokenizer, kind="layer:3",
+                           params={"test": "tf"}, batch_size=2, chunk_size=2,
+                           root=root, progress=False)  # fmt: skip
+    with torch_threads(sample_threads):
+        assert torch.get_num_threads() == sample_threads
+        sampled = sample_to_store(tiny_prompts(), model, tokenizer, k=2, temperatures=[1.0],
+                                  max_new_tokens=8, kind="layer:3", seed=5,
+                                  params={"test": "sampled"}, prompts_per_chunk=1,
+                                  root=root, progress=False)  # fmt: skip
     return [str(tf), str(sampled)]
 
 

@@ -8,12 +8,10 @@ import socket
 from pathlib import Path
 
 import pytest
-import torch
 import torch.multiprocessing as mp
 from shard_cases import WORLD, fake_store, llm_stores, llm_worker
 from store_cases import FILES, FakeEmbed, build
 
-from sde_utils.config import torch_threads
 from sde_utils.extraction.sharding import build_store_sharded, rank_and_world, shard
 
 
@@ -93,14 +91,13 @@ def test_two_ranks_fail_together_resume_and_build_the_one_process_store(tmp_path
 
 def test_sharded_llm_stores_equal_a_one_process_build_under_other_threads(tmp_path, lm):
     """Teacher-forced and sampled stores of the real model: two gloo ranks (one thread
-    each) vs one process with two torch threads, byte for byte. Sampling runs on one
-    thread whatever the caller's setting (the thread policy), so its draws, and its store,
-    do not depend on it; teacher-forced layer states do not depend on it here either."""
+    each) vs one process, byte for byte; the one process samples with two torch threads
+    set (a sampled store built twice under different thread settings). Sampling runs on
+    one thread whatever the caller's setting (the thread policy), so its draws, and its
+    store, do not depend on it."""
     reports = run_ranks(llm_worker, str(tmp_path / "sharded"))
     assert [r[:2] for r in reports] == [(0, "ok"), (1, "ok")], reports
-    with torch_threads(2):
-        assert torch.get_num_threads() == 2
-        ref = llm_stores(str(tmp_path / "one"))
+    ref = llm_stores(str(tmp_path / "one"), sample_threads=2)
     for got, want in zip(reports[0][2], ref, strict=True):
         assert Path(got).name == Path(want).name
         assert same_files(Path(got), Path(want)) == []
