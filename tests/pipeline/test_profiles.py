@@ -4,6 +4,8 @@ line reads a profile as the runner does."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from sde_utils import paths
@@ -40,3 +42,16 @@ def test_the_sharded_build_reads_a_profile_as_the_runner(path):
         if nb.stem in (NOTEBOOK_01, NOTEBOOK_02):
             want = profiles.parameter_names(nb.path) | resolved[nb.stem]
             assert notebook_parameters(nb.stem, path) == want
+
+
+@pytest.mark.parametrize("profile", ["default", "quick", "gpu"])
+@pytest.mark.parametrize("explicit", [None, "/tmp/elsewhere"])
+def test_the_sharded_build_writes_where_the_runner_reads(monkeypatch, profile, explicit):
+    from sde_utils.extraction.distributed import output_root
+    from sde_utils.pipeline.run import output_root_for
+
+    monkeypatch.delenv("SDE_OUTPUT_ROOT", raising=False)
+    want = output_root_for(profile, None if explicit is None else Path(explicit))
+    assert output_root(profile, explicit) == want
+    monkeypatch.setenv("SDE_OUTPUT_ROOT", "/tmp/from-env")
+    assert output_root(profile, None) == output_root_for(profile) == Path("/tmp/from-env")
