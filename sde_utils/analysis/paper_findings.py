@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
+from sde_utils.analysis.intervals import spearman_interval
 from sde_utils.analysis.paper_figures import (
     DriftField,
     data_extent,
@@ -27,6 +28,16 @@ from sde_utils.analysis.paper_figures import (
     nearest_token_ids,
     one_step_predictions,
     trajectory_agreement,
+)
+from sde_utils.analysis.paper_intervals import (
+    FIG2_TEXT,
+    FIG3_TEXT,
+    FIG4_TEXT,
+    agreement_intervals,
+    closing_sentence,
+    mean_ci,
+    response_groups,
+    row_groups,
 )
 from sde_utils.captions import PAPER_FIGURES
 from sde_utils.extraction.states import attention_maps
@@ -42,17 +53,18 @@ from sde_utils.models.train import History
 
 def held_out_sample(
     test: TrajectoryStore, features: FeatureMap, *, n: int, seed: int
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
+) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
     """``min(n, len(test))`` responses of ``test`` drawn without replacement with ``seed``,
-    in store order: their states in ``features``' space (each ``(L_i, k)`` float64) and
-    their token ids (each ``(L_i,)``)."""
+    in store order: their states in ``features``' space (each ``(L_i, k)`` float64), their
+    token ids (each ``(L_i,)``) and their conversations ``(n,)`` (the bootstrap's groups)."""
     order = np.random.default_rng(seed).permutation(len(test))[: min(n, len(test))]
     states = [
         features.transform(np.asarray(test.trajectory(int(i)), dtype=np.float64))
         for i in sorted(order)
     ]
     ids = [np.asarray(test.sequences.iloc[int(i)]["token_ids"]) for i in sorted(order)]
-    return states, ids
+    groups = test.sequences["conv_id"].to_numpy()[np.sort(order).astype(np.int64)]
+    return states, ids, groups
 
 
 def predicted_paths(
@@ -180,13 +192,29 @@ def figure1_record(history: History) -> dict:
 
 
 def figure2_record(
-    sde: SDEModel, held_out: Sequence[np.ndarray], *, horizon: int, dt: float
+    sde: SDEModel,
+    held_out: Sequence[np.ndarray],
+    groups=None,
+    *,
+    horizon: int,
+    dt: float,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> tuple[pd.DataFrame, dict]:
     """Figure 2: how long does the drift path from the first token follow held-out
     responses? Returns the per-step :func:`~sde_utils.analysis.paper_figures.trajectory_agreement`
-    table (horizon ``min(horizon, longest response - 1)``) and the record."""
+    table (horizon ``min(horizon, longest response - 1)``) and the record; its skills and
+    correlations get 95% conversation-bootstrap intervals (``groups``: each response's
+    conversation, :mod:`sde_utils.analysis.paper_intervals`)."""
     h_eval = min(horizon, max(len(x) for x in held_out) - 1)
     agreement = trajectory_agreement(sde, held_out, horizon=h_eval, dt=dt)
+    g = response_groups(groups, len(held_out))
+    used = [i for i, x in enumerate(held_out) if len(x) > h_eval]
+    actual = np.stack([held_out[i][: h_eval + 1] for i in used])
+    pred = drift_path(sde, torch.as_tensor(actual[:, 0]), h_eval, dt=dt).double().numpy()
+    intervals = agreement_intervals(
+        pred.transpose(1, 0, 2), actual, g[used], n_boot=n_boot, seed=seed
+    )
     early, late = agreement.iloc[1:4], agreement.iloc[-3:]
     skill_steps = agreement["skill_vs_mean"].iloc[1:]
     useful = int((skill_steps > 0.05).cumprod().sum())  # leading steps with skill above 5%
@@ -202,6 +230,7 @@ def figure2_record(
         "beats_stay_every_step": bool(
             (agreement["rmse_drift"] <= agreement["rmse_stay"]).iloc[1:].all()
         ),
+        "intervals": intervals,
     }
     finding = (
         f"Over {numbers['n_responses']} held-out responses the drift path explains "
@@ -216,7 +245,7 @@ def figure2_record(
             else f"It keeps {numbers['skill_late']:.0%} of its skill to the end of the horizon."
         )
         + f" It is {'closer than' if numbers['beats_stay_every_step'] else 'not always closer than'} "
-        "'stay at the first token' at every step."
+        "'stay at the first token' at every step." + closing_sentence(intervals, FIG2_TEXT)
     )
     return agreement, figure_record("fig2-actual-vs-predicted", finding, numbers)
 
@@ -232,14 +261,19 @@ def figure3_record(
     held_ids: Sequence[np.ndarray],
     example_predicted_ids: np.ndarray,
     example_next_ids: Sequence[int],
+    groups=None,
     *,
     dt: float,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> dict:
     """Figure 3: is the one-step prediction closer to the next state than the current state
     and the mean are, and does it decode to the next token? Over every step of
     ``held_out`` (states ``(L_i, k)``, token ids ``held_ids``); the PCA round trip of the
     actual next state is the ceiling. ``example_predicted_ids`` (the figure's decoded
-    predictions) are compared with ``example_next_ids`` for the figure's own count."""
+    predictions) are compared with the first ``len(example_predicted_ids)`` of
+    ``example_next_ids`` for the figure's own count. Every share gets a 95%
+    conversation-bootstrap interval (``groups``: each response's conversation)."""
     pred_all = [one_step_predictions(sde, x, dt=dt) for x in held_out]
     err = np.concatenate(
         [np.linalg.norm(p - x[1:], axis=1) for p, x in zip(pred_all, held_out, strict=True)]
@@ -251,6 +285,15 @@ def figure3_record(
         llm, features.inverse_transform(np.concatenate([x[1:] for x in held_out]))
     )
     target = np.concatenate([ids[1:] for ids in held_ids])
+    steps = row_groups(response_groups(groups, len(held_out)), [len(x) - 1 for x in held_out])
+    example_next_ids = np.asarray(example_next_ids)[: len(example_predicted_ids)]
+    shares = {
+        "closer_than_current": err < stay,
+        "closer_than_mean": err < mean,
+        "decoded_is_next_token": decoded == target,
+        "roundtrip_is_next_token": roundtrip == target,
+    }
+    intervals = {k: mean_ci(v, steps, n_boot=n_boot, seed=seed) for k, v in shares.items()}
     numbers = {
         "n_steps": int(len(err)),
         "closer_than_current": float((err < stay).mean()),
@@ -259,6 +302,7 @@ def figure3_record(
         "roundtrip_is_next_token": float((roundtrip == target).mean()),
         "example_decoded_hits": int((example_predicted_ids == np.asarray(example_next_ids)).sum()),
         "example_steps": int(len(example_predicted_ids)),
+        "intervals": intervals,
     }
     finding = (
         f"Over {numbers['n_steps']} held-out steps the one-step prediction is closer to the next state "
@@ -273,6 +317,7 @@ def figure3_record(
             if numbers["decoded_is_next_token"] < 0.5 * numbers["roundtrip_is_next_token"]
             else ", so the prediction keeps much of what the state space can tell apart."
         )
+        + closing_sentence(intervals, FIG3_TEXT)
     )
     return figure_record("fig3-trajectories-words", finding, numbers)
 
@@ -281,11 +326,22 @@ def figure3_record(
 
 
 def figure4_record(
-    sde: SDEModel, held_out: Sequence[np.ndarray], field: DriftField, mags, *, dt: float
+    sde: SDEModel,
+    held_out: Sequence[np.ndarray],
+    field: DriftField,
+    mags,
+    groups=None,
+    *,
+    dt: float,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> dict:
     """Figure 4: does the drift point back to the training mean at held-out states (cosine
     of ``mu(x, t)`` and ``-x``), where does the grid ``field`` peak, and how does the
-    diffusion heatmap ``mags (n, T)`` (NaN-padded) vary with position?"""
+    diffusion heatmap ``mags (n, T)`` (NaN-padded; row ``i`` is ``held_out[i]``) vary with
+    position? The held-out statistics get 95% conversation-bootstrap intervals (``groups``:
+    each response's conversation); the grid numbers are exact functions of the fitted model
+    and the heatmap's extremes describe the drawn figure, so neither has one."""
     states = np.concatenate(held_out)
     mu = np.concatenate([drift_diffusion_along(sde, x, dt=dt)[0] for x in held_out])
     cos_to_mean = -(mu * states).sum(1) / (
@@ -296,6 +352,18 @@ def figure4_record(
     cells = np.isfinite(mags)
     position = np.broadcast_to(np.arange(mags.shape[1]), mags.shape)[cells]
     rho, _ = spearmanr(position, mags[cells])
+    g = response_groups(groups, len(held_out))
+    at_state = row_groups(g, [len(x) for x in held_out])
+    at_cell = np.broadcast_to(g[: mags.shape[0], None], mags.shape)[cells]
+    kw = dict(n_boot=n_boot, seed=seed)
+    first5 = position < 5
+    intervals = {
+        "toward_mean_share": mean_ci(cos_to_mean > 0, at_state, **kw),
+        "toward_mean_cos": mean_ci(cos_to_mean, at_state, **kw),
+        "sigma_position_spearman": spearman_interval(position, mags[cells], at_cell, **kw),
+        "sigma_first5_mean": mean_ci(mags[cells][first5], at_cell[first5], **kw),
+        "sigma_rest_mean": mean_ci(mags[cells][~first5], at_cell[~first5], **kw),
+    }
     numbers = {
         "n_states": int(len(states)),
         "toward_mean_share": float((cos_to_mean > 0).mean()),
@@ -308,6 +376,7 @@ def figure4_record(
         "sigma_position_spearman": float(rho),
         "sigma_first5_mean": float(np.nanmean(mags[:, :5])),
         "sigma_rest_mean": float(np.nanmean(mags[:, 5:])),
+        "intervals": intervals,
     }
     finding = (
         f"At {numbers['toward_mean_share']:.0%} of {numbers['n_states']} held-out states the drift points "
@@ -326,7 +395,7 @@ def figure4_record(
         + f"|σ| ranges from {numbers['sigma_min']:.3g} to {numbers['sigma_max']:.3g} (coefficient of "
         f"variation {numbers['sigma_cv']:.2f}); its rank correlation with token position is {rho:.2f}, and "
         f"it averages {numbers['sigma_first5_mean']:.3g} over the first five tokens against "
-        f"{numbers['sigma_rest_mean']:.3g} after."
+        f"{numbers['sigma_rest_mean']:.3g} after." + closing_sentence(intervals, FIG4_TEXT)
     )
     return figure_record("fig4-drift-diffusion", finding, numbers)
 

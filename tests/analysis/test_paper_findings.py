@@ -34,12 +34,13 @@ def linear_model(d: int, seed: int = 0, drift: bool = True) -> LinearSDE:
 def test_held_out_sample_is_a_seeded_subset_in_store_order(make_store):
     store = make_store([3, 4, 5, 6], dim=3, token_ids=[list(range(L)) for L in (3, 4, 5, 6)])
     features = FeatureMap(pca_dim=None, standardize=False).fit(np.asarray(store.embeddings))
-    states, ids = pf.held_out_sample(store, features, n=2, seed=1)
+    states, ids, groups = pf.held_out_sample(store, features, n=2, seed=1)
     order = sorted(np.random.default_rng(1).permutation(4)[:2])
     assert [len(s) for s in states] == [3 + i for i in order]
     for s, i in zip(states, order, strict=True):
         np.testing.assert_allclose(s, features.transform(store.trajectory(int(i))), atol=EXACT)
     assert [list(x) for x in ids] == [list(range(3 + i)) for i in order]
+    assert list(groups) == [f"c{i}" for i in order]  # the conversations of those responses
     assert len(pf.held_out_sample(store, features, n=10, seed=0)[0]) == 4  # capped at the store
 
 
@@ -118,6 +119,10 @@ def test_figure2_record_on_data_the_drift_generated():
     assert rec["numbers"]["skill_step1"] == pytest.approx(1.0)
     assert rec["numbers"]["beats_stay_every_step"] is True
     assert "keeps 100% of its skill" in rec["finding"]
+    # an exact drift path: every replicate's skill is 1 too, so the interval is [1, 1]
+    iv = rec["numbers"]["intervals"]["skill_step1"]
+    assert iv["low"] == pytest.approx(1.0) and iv["high"] == pytest.approx(1.0)
+    assert "skill at step 1 100% [100%, 100%]" in rec["finding"]
 
 
 def test_figure3_record_counts_closer_steps_and_hits(fake_llm, fake_vocab):
@@ -135,6 +140,10 @@ def test_figure3_record_counts_closer_steps_and_hits(fake_llm, fake_vocab):
     assert n["decoded_is_next_token"] == pytest.approx(1 / 3)  # only the 2 -> 2 step
     assert n["roundtrip_is_next_token"] == 1.0  # the identity map keeps every token
     assert (n["example_decoded_hits"], n["example_steps"]) == (1, 2)
+    iv = n["intervals"]
+    assert iv["decoded_is_next_token"]["estimate"] == pytest.approx(1 / 3)
+    assert iv["roundtrip_is_next_token"]["low"] == iv["roundtrip_is_next_token"]["high"] == 1.0
+    assert iv["closer_than_current"]["high"] == 0.0  # never closer, in any resample
 
 
 def test_figure4_record_pull_to_the_mean_and_sigma_by_position():
@@ -151,6 +160,9 @@ def test_figure4_record_pull_to_the_mean_and_sigma_by_position():
     assert n["sigma_position_spearman"] == pytest.approx(1.0)  # sigma rises with position
     assert n["sigma_first5_mean"] == pytest.approx(np.mean([1, 2, 3, 4, 5, 1, 2]))
     assert n["sigma_rest_mean"] == 6.0
+    # one response: no conversation to resample, so the intervals say why there is none
+    iv = n["intervals"]["toward_mean_share"]
+    assert iv["estimate"] == 1.0 and np.isnan(iv["low"]) and "groups" in iv["reason"]
 
 
 def test_figure5_record_splits_log_sigma_variance():
