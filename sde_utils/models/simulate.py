@@ -33,8 +33,9 @@ solver's queries ``W(t_b) - W(t_a)`` for grid times by indexing (exact, no bridg
 sampling). For ``"srk"`` it also returns the space-time Lévy area (``U`` in torchsde's
 notation, ``U = h * (W / 2 + H)`` with ``H ~ N(0, h / 12)`` independent of ``W``), drawn
 from the same generator after ``eps`` so that every method sees the same ``W``. Memory is
-one extra tensor of the size of the output (two for ``"srk"``). The same ``seed`` gives the
-same paths on the same device and dtype (CPU and CUDA generators differ).
+one extra tensor of the size of the output (two for ``"srk"``). The noise is drawn on the CPU
+and moved to the model's device, so the same ``seed`` and dtype give the same noise on every
+device, and paths that agree up to float rounding (bit for bit on one device).
 """
 
 from __future__ import annotations
@@ -84,12 +85,12 @@ def _draw(
     device: torch.device | str,
     n_fields: int,
 ) -> list[torch.Tensor]:
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
+    # drawn on the CPU whatever the device: CPU and CUDA generators give other numbers, so
+    # this way one seed gives the same noise, and the same paths up to rounding, everywhere
+    generator = torch.Generator().manual_seed(seed)
     shape = (n_steps, batch, dim)
-    return [
-        torch.randn(shape, generator=generator, dtype=dtype, device=device) for _ in range(n_fields)
-    ]
+    fields = [torch.randn(shape, generator=generator, dtype=dtype) for _ in range(n_fields)]
+    return [f.to(device) for f in fields]
 
 
 def brownian_noise(
@@ -104,8 +105,9 @@ def brownian_noise(
     """Standard normals ``eps: (n_steps, batch, dim)`` from a generator seeded with ``seed``.
 
     These are the noises :func:`simulate` and :func:`euler_maruyama` draw for ``seed`` when
-    ``dtype``/``device`` are the simulation's (the model's; other dtypes or devices give
-    other numbers): ``dW_k = sqrt(dt) * eps[k]``, batch rows start-major.
+    ``dtype`` is the simulation's (the model's; another dtype gives other numbers; the
+    device does not matter: they are drawn on the CPU and moved to ``device``):
+    ``dW_k = sqrt(dt) * eps[k]``, batch rows start-major.
     """
     n_steps = check_int("n_steps", n_steps, minimum=1)
     batch = check_int("batch", batch, minimum=1)
