@@ -93,33 +93,45 @@ def build_store_sharded(
     if rank == 0:
         with build_lock(plan.final):  # held while the others write chunks
             return _lead(plan, embed_fn, world, progress)
-    done = [None]
-    dist.broadcast_object_list(done, src=0)
-    if done[0] is None:
+    news = _hear_from_rank0()
+    if news[0] == "build":
         _compute_shard(plan, embed_fn, rank, world)
-        dist.broadcast_object_list(done, src=0)
-    if isinstance(done[0], BaseException) or done[0] is None:
-        raise RuntimeError(f"rank 0 failed to assemble store {run_id}: {done[0]}")
-    return Path(done[0])
+        news = _hear_from_rank0()
+    if news[0] == "error":
+        raise RuntimeError(f"rank 0 failed on store {run_id}: {news[1]}")
+    return Path(news[1])
+
+
+def _tell_others(what: str, value: Any = None) -> None:
+    """Rank 0's news: ``("build", None)``, ``("path", store)`` or ``("error", message)``
+    (plain strings, so pickling can never fail and leave the others waiting)."""
+    dist.broadcast_object_list([(what, None if value is None else str(value))], src=0)
+
+
+def _hear_from_rank0() -> tuple[str, str | None]:
+    news: list[Any] = [None]
+    dist.broadcast_object_list(news, src=0)
+    return news[0]
 
 
 def _lead(plan, embed_fn: EmbedFn, world: int, progress: bool) -> Path:
     try:
         done = reuse_or_prepare(plan)
-    except BaseException as err:  # noqa: BLE001 - the others must not wait forever
-        dist.broadcast_object_list([err], src=0)
+    except BaseException as err:  # the others must not wait forever
+        _tell_others("error", f"{type(err).__name__}: {err}")
         raise
-    dist.broadcast_object_list([None if done is None else str(done)], src=0)
     if done is not None:
+        _tell_others("path", done)
         return done
+    _tell_others("build")
     _compute_shard(plan, embed_fn, 0, world, progress)
     try:
         build_chunks(plan, embed_fn, progress=False)  # re-check all; redo any missing
         path = finish_build(plan)
-    except BaseException as err:  # noqa: BLE001
-        dist.broadcast_object_list([err], src=0)
+    except BaseException as err:
+        _tell_others("error", f"{type(err).__name__}: {err}")
         raise
-    dist.broadcast_object_list([str(path)], src=0)
+    _tell_others("path", path)
     return path
 
 
