@@ -107,30 +107,38 @@ def distinct_n(ids: Sequence[int], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else float("nan")
 
 
-def continuation_logprobs(llm, context_ids: Sequence[int], continuations) -> np.ndarray:
+def continuation_logprobs(
+    llm, context_ids: Sequence[int], continuations, *, rows_per_pass: int = 8
+) -> np.ndarray:
     """``(S, H)`` log-probabilities of each row of ``continuations (S, H)`` token by token,
     teacher forced, after ``context_ids`` (shared): the context runs once and its KV cache
-    is repeated for the ``S`` rows. float64 from the LLM's float32 log-softmax."""
+    is copied for ``rows_per_pass`` rows at a time (memory: that many caches of the
+    context). float64 from the LLM's float32 log-softmax."""
     cont = torch.as_tensor(np.asarray(continuations, dtype=np.int64))
     if cont.ndim != 2 or cont.shape[1] < 1 or len(context_ids) < 1:
         raise ValueError(
             f"need a non-empty context and continuations (S, H >= 1), got {len(context_ids)} "
             f"context tokens and shape {tuple(cont.shape)}"
         )
+    rows_per_pass = check_int("rows_per_pass", rows_per_pass, minimum=1)
     device = llm.device
     cont = cont.to(device)
     with torch.no_grad():
         ctx = torch.as_tensor([list(context_ids)], dtype=torch.long, device=device)
-        first = llm(input_ids=ctx, use_cache=True)
+        first = llm(input_ids=ctx, use_cache=True, logits_to_keep=1)  # only the last logits
         logp0 = torch.log_softmax(first.logits[0, -1].float(), -1)
-        out = [logp0[cont[:, 0]][:, None]]
-        if cont.shape[1] > 1:
+        head = logp0[cont[:, 0]][:, None]
+        if cont.shape[1] == 1:
+            return head.double().cpu().numpy()
+        rest = []
+        for i in range(0, cont.shape[0], rows_per_pass):
+            rows = cont[i : i + rows_per_pass]
             cache = copy.deepcopy(first.past_key_values)
-            cache.batch_repeat_interleave(cont.shape[0])
-            rest = llm(input_ids=cont[:, :-1], past_key_values=cache, use_cache=True)
-            logp = torch.log_softmax(rest.logits.float(), -1)
-            out.append(logp.gather(-1, cont[:, 1:, None])[..., 0])
-    return torch.cat(out, 1).double().cpu().numpy()
+            cache.batch_repeat_interleave(rows.shape[0])
+            out = llm(input_ids=rows[:, :-1], past_key_values=cache, use_cache=True)
+            logp = torch.log_softmax(out.logits.float(), -1)
+            rest.append(logp.gather(-1, rows[:, 1:, None])[..., 0])
+    return torch.cat([head, torch.cat(rest)], 1).double().cpu().numpy()
 
 
 def heldout_responses(store, features, *, n: int, horizon: int, seed: int) -> dict:

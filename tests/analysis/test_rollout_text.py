@@ -84,7 +84,7 @@ def tiny_llm():
 def test_cached_logprobs_equal_a_full_forward(tiny_llm):
     context = [3, 7, 1, 9, 2]
     cont = np.array([[4, 5, 6, 7], [10, 11, 3, 3], [0, 39, 20, 1]])
-    got = rt.continuation_logprobs(tiny_llm, context, cont)
+    got = rt.continuation_logprobs(tiny_llm, context, cont, rows_per_pass=2)  # 2 passes
     for row, lp in zip(cont, got, strict=True):
         ids = torch.tensor([context + row.tolist()])
         with torch.no_grad():
@@ -92,6 +92,8 @@ def test_cached_logprobs_equal_a_full_forward(tiny_llm):
         direct = [float(logp[len(context) - 1 + j, tok]) for j, tok in enumerate(row)]
         # cached and uncached runs differ only in float32 reduction order (~1e-6 on O(1))
         np.testing.assert_allclose(lp, direct, atol=1e-5)
+    whole = rt.continuation_logprobs(tiny_llm, context, cont, rows_per_pass=8)  # one pass
+    np.testing.assert_allclose(whole, got, atol=1e-6)  # batching changes only rounding
     # control: another context changes the numbers
     other = rt.continuation_logprobs(tiny_llm, [8, 8, 8, 8, 8], cont)
     assert np.abs(other - got).max() > 1e-3
