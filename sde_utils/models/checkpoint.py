@@ -49,8 +49,9 @@ def fingerprint(*tensors: torch.Tensor, rows: int = FINGERPRINT_ROWS) -> str:
         h.update(f"{v.dtype}{tuple(v.shape)}".encode())
         if v.shape[0] > rows:
             v = v[torch.linspace(0, v.shape[0] - 1, rows, device=v.device).round().long()]
-        v = v.detach().cpu().contiguous()
-        h.update(v.reshape(-1).view(torch.uint8).numpy().tobytes())
+        # a copy: a "contiguous" tensor with a size-1 dimension may keep a stride != 1
+        v = v.detach().cpu().reshape(-1).clone()
+        h.update(v.view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 

@@ -150,7 +150,7 @@ def _windows(store: TrajectoryStore, split: str, fmap: FeatureMap, params: dict)
     w0, wt, ws = windows(z0, t0, z1, index[:, 0], k)
     if w0.shape[0] == 0:
         raise ValueError(f"split {split!r} has no sequence of more than multistep_k={k} states")
-    return tuple(torch.as_tensor(np.ascontiguousarray(a[::k])) for a in (w0, wt, ws))
+    return tuple(torch.as_tensor(a[::k].copy(order="C")) for a in (w0, wt, ws))
 
 
 def _fit_multistep(

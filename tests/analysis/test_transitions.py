@@ -79,8 +79,9 @@ def test_step_quantities_reproduce_the_training_losses():
     expected_total = total_loss(
         model, *(torch.as_tensor(a) for a in (z0, t0, z1)), dt=dt, lam=lam
     ).item()
-    # float64 throughout: agreement to rounding
-    assert (q["sq_residual"] + lam * q["nll"]).mean() == pytest.approx(expected_total, rel=1e-12)
+    # float64 throughout: agreement to rounding; the training drift loss is per dimension
+    total = (q["sq_residual"] / d + lam * q["nll"]).mean()
+    assert total == pytest.approx(expected_total, rel=1e-12)
     assert q["nll"].mean() == pytest.approx(one_step_nll(model, z0, t0, z1, dt), rel=1e-12)
 
 
