@@ -47,7 +47,7 @@ def test_cache_creation_is_checked_atomic_and_reused(lm, tmp_path, monkeypatch):
     model, tokenizer = lm
     calls = []
 
-    def fake_gguf(path):
+    def fake_gguf(path, name=DEFAULT_LLM):
         calls.append(path)
         return model, tokenizer
 
