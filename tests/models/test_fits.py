@@ -56,6 +56,9 @@ def store(tmp_path_factory):
         ({"patience": 0}, "patience must be an int >= 1, got 0"),
         ({"n_paths": 0}, "n_paths must be an int >= 1, got 0"),
         ({"seed": -1}, "seed must be an int >= 0"),
+        ({"multistep_k": 0}, "multistep_k must be an int >= 1"),
+        ({"contraction": -1.0}, "contraction"),
+        ({"contraction_radius": 0.0}, "radius"),
     ],
 )
 def test_bad_parameters_fail_before_any_work(store, tmp_path, change, message):
@@ -75,6 +78,12 @@ def test_fit_round_trip_and_reuse(store, tmp_path):
     assert set(first.models) == set(fits.MODEL_NAMES)
     assert first.features.output_dim == 3
     assert first.histories["neural_sde"].n_epochs == PARAMS["epochs"]
+    multi = first.histories["multistep_sde"]
+    assert type(first.models["multistep_sde"]).__name__ == "MultiStepNeuralSDE"
+    assert multi.params["objective"]["name"] == "multi_step"
+    assert multi.params["objective"]["k"] == fits.MULTISTEP_DEFAULTS["multistep_k"]
+    assert 1 <= multi.n_epochs <= fits.MULTISTEP_DEFAULTS["multistep_epochs"]
+    assert first.histories["neural_sde"].params["objective"] == {"name": "one_step"}
     assert not (tmp_path / f"{first.path.name}.partial").exists()
     stamp = (first.path / "model_neural_sde.pt").stat().st_mtime_ns
     again = fits.fit_all(store, PARAMS, root=tmp_path, progress=False)
