@@ -16,4 +16,6 @@ in :mod:`uncertainty_report` (sections 1-3) and :mod:`uncertainty_verdicts` (4-5
 Notebook 07 (the paper's figures): :mod:`paper_figures` (what is drawn),
 :mod:`paper_findings` (the numbers and finding under each figure), :mod:`app_b` (figure 7).
 The captions are in :mod:`sde_utils.captions`.
+
+Notebook 09 (the layer sweep over two LLMs' depth): :mod:`layer_sweep`.
 """
