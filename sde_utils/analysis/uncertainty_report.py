@@ -13,7 +13,6 @@ with ``n_boot`` replicates and ``seed``; ``min_groups`` conversations are needed
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,13 +57,6 @@ def check_complexity_measure(measure: str, source: TrajectoryStore) -> str:
             "complexity_measure='complexity' needs HelpSteer's annotation; notebook 01's store has none"
         )
     return measure
-
-
-def held_out_splits(fit: Fit, samples: TrajectoryStore) -> list[str]:
-    """The splits of notebook 02's ``samples`` that ``fit`` never saw: only ``test`` when
-    notebook 03 was fitted on these samples, all three splits otherwise."""
-    fitted_on_samples = Path(fit.store).resolve() == samples.path.resolve()
-    return ["test"] if fitted_on_samples else ["train", "val", "test"]
 
 
 def interval_table(intervals: Mapping[str, Mapping[str, Any]], index: str) -> pd.DataFrame:
@@ -366,7 +358,6 @@ __all__ = [
     "fit_temperatures",
     "fitted_sigma2",
     "fitted_temperature_summary",
-    "held_out_splits",
     "interval_table",
     "per_seed_means",
     "side_by_side",

@@ -300,7 +300,7 @@ def uncertainty_metrics(
     folds: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Notebook 08's metrics record: ``names`` (the artefacts used: ``store_02``,
-    ``store_01``, ``fit_03``, ``held_out_splits``) first, then the numbers of every section;
+    ``store_01``, ``fit_03``, ``fits_08``, ``n_folds``) first, then the numbers of every section;
     DataFrames become lists of row dicts."""
 
     def records(table: pd.DataFrame) -> list[dict]:

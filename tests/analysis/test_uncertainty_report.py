@@ -52,13 +52,6 @@ def test_check_complexity_measure(make_store):
     assert R.check_complexity_measure("complexity", annotated) == "complexity"
 
 
-def test_held_out_splits(tmp_path):
-    samples = SimpleNamespace(path=tmp_path / "store-02")
-    assert R.held_out_splits(SimpleNamespace(store=str(tmp_path / "store-02")), samples) == ["test"]
-    other = SimpleNamespace(store=str(tmp_path / "store-01"))
-    assert R.held_out_splits(other, samples) == ["train", "val", "test"]
-
-
 def test_correlations_are_the_wrapped_intervals():
     tokens = token_table()
     corr = R.uncertainty_correlations(tokens, min_groups=5, **KW)
