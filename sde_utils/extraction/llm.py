@@ -23,9 +23,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import shutil
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -131,9 +133,18 @@ def load_gguf(path: Path, name: str = DEFAULT_LLM):
         tokenizer = AutoTokenizer.from_pretrained(
             path.parent, gguf_file=path.name, local_files_only=True
         )
-        model = AutoModelForCausalLM.from_pretrained(
-            path.parent, gguf_file=path.name, dtype=torch.float32, local_files_only=True
-        )
+        captured = io.StringIO()  # transformers' de-quantisation bar ignores its own switch
+        with contextlib.redirect_stderr(captured):
+            model = AutoModelForCausalLM.from_pretrained(
+                path.parent, gguf_file=path.name, dtype=torch.float32, local_files_only=True
+            )
+    rest = [
+        line
+        for line in captured.getvalue().replace("\r", "\n").splitlines()
+        if line.strip() and "de-quantizing GGUF tensors" not in line
+    ]
+    if rest:  # anything else (a warning) is shown as it was
+        print("\n".join(rest), file=sys.stderr)
     if name == GEMMA_LLM:
         apply_prompt_format(tokenizer)
     return model.eval(), tokenizer
