@@ -90,7 +90,7 @@ def plot_sweep(records: Sequence[Mapping[str, Any]]) -> plt.Figure:
                 color="0.4",
             )
     for ax in axes[1]:
-        ax.set_xlabel("relative depth (0 = input embedding, 1 = final state)")
+        ax.set_xlabel("relative depth (0 input, 1 final)")
     axes[0, 0].legend(fontsize=8)
     axes[1, 2].legend(fontsize=7)
     fig.suptitle("Held-out fit of the SDE lens along the depth of two LLMs (95% intervals)")
