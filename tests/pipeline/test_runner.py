@@ -150,7 +150,8 @@ def test_help_names_the_default_profile_and_examples(capsys):
 
 def test_unknown_profile_lists_the_known_ones():
     with pytest.raises(
-        run.RunnerError, match=r"profile 'nope' not found .* known: \['default', 'gpu', 'paper', 'quick'\]"
+        run.RunnerError,
+        match=r"profile 'nope' not found .* known: \['default', 'gpu', 'paper', 'quick'\]",
     ):
         run.load_profile("nope")
 

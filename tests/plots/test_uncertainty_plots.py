@@ -60,8 +60,7 @@ def test_sigma_by_temperature_panels_fits_and_random_walk():
     table = by_level([0.7, 1.0], [2.0, 2.5])
     slope = interval(1.5, 0.5, 2.5)
     temperature = {
-        name: {"by_temperature": table, "slope": slope}
-        for name in ("sigma", "fitted", "increment")
+        name: {"by_temperature": table, "slope": slope} for name in ("sigma", "fitted", "increment")
     }
     per_seed = pd.DataFrame({"temperature": [0.7, 0.7, 1.0], "sigma2_model": [1.9, 2.1, 2.5]})
     fig = plot_sigma_by_temperature(temperature, per_seed, {"0.7": 1.0, "1": 1.2})
@@ -78,8 +77,7 @@ def test_sigma_by_temperature_without_fits_has_no_legend():
     empty = by_level([], [])
     slope = interval(float("nan"), float("nan"), float("nan"))
     temperature = {
-        name: {"by_temperature": empty, "slope": slope}
-        for name in ("sigma", "fitted", "increment")
+        name: {"by_temperature": empty, "slope": slope} for name in ("sigma", "fitted", "increment")
     }
     per_seed = pd.DataFrame({"temperature": [], "sigma2_model": []})
     fig = plot_sigma_by_temperature(temperature, per_seed, {})
