@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-import numpy as np
 import torch
 
 from sde_utils.checks import check_int
@@ -234,8 +233,3 @@ def check_store_llm(store, llm: str) -> None:
             f"store {store.path.name} holds states of the LLM {built!r}, not {llm!r}; build "
             f"the store with {llm!r} (extract_layers(..., llm={llm!r})) or use that LLM"
         )
-
-
-def stacked_states(rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-    """The states of ``rows`` (as :func:`capture_states` returns them) stacked: (sum L, d)."""
-    return np.concatenate([np.asarray(r["states"]) for r in rows], axis=0)
