@@ -132,7 +132,22 @@ def _evaluation_section(metrics: dict[str, dict]) -> str:
     )
 
 
-def _figure_html(png: Path, root: Path, caption: str | None, finding: str | None) -> str:
+WIDE_ASPECT = 1.9  # a figure at least this much wider than tall spans both grid columns
+
+
+def _png_aspect(png: Path) -> float:
+    """Width / height from the PNG header (1.0 when the file is not a readable PNG)."""
+    with open(png, "rb") as fh:
+        head = fh.read(24)
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n":
+        return 1.0
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    return width / height if height else 1.0
+
+
+def _figure_html(
+    png: Path, root: Path, caption: str | None, finding: str | None, wide: bool = False
+) -> str:
     siblings = [
         f'<a href="{href(png.with_suffix(s), root)}">{s[1:].upper()}</a>'
         for s in (".png", ".pdf", ".svg")
@@ -142,8 +157,9 @@ def _figure_html(png: Path, root: Path, caption: str | None, finding: str | None
     if finding:
         body.append(f'<div class="ours"><b>Ours:</b> {esc(finding)}</div>')
     body.append(f'<div class="files">{esc(png.stem)} · {" · ".join(siblings)}</div>')
+    cls = ' class="wide"' if wide else ""
     return (
-        f'<figure id="{esc(png.stem)}"><a href="{href(png, root)}">'
+        f'<figure id="{esc(png.stem)}"{cls}><a href="{href(png, root)}">'
         f'<img src="{href(png, root)}" alt="{esc(caption or png.stem)}"></a>'
         f"<figcaption>{''.join(body)}</figcaption></figure>"
     )
@@ -192,7 +208,8 @@ def _figures_section(
             for p in items:
                 info = recorded.get(p.stem, {})
                 caption = info.get("caption") or NOTEBOOK_FIGURES.get(p.stem) or p.stem
-                parts.append(_figure_html(p, root, caption, info.get("finding")))
+                wide = _png_aspect(p) >= WIDE_ASPECT
+                parts.append(_figure_html(p, root, caption, info.get("finding"), wide))
             parts.append("</div>")
     return "\n".join(parts)
 

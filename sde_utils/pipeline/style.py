@@ -37,6 +37,8 @@ figure img { max-width: 100%; max-height: 430px; width: auto; height: auto; disp
           gap: 0 18px; align-items: start; }
 .nbfigs figure { margin: 10px 0 18px; }
 .nbfigs figure img { max-height: 360px; }
+.nbfigs figure.wide { grid-column: 1 / -1; }
+.nbfigs figure.wide img { max-height: 520px; }
 figcaption { margin-top: 8px; font-size: 14px; }
 figcaption .ours { margin-top: 6px; padding: 6px 10px; background: #eef5fb;
                    border-left: 4px solid var(--blue); }

@@ -455,3 +455,15 @@ def test_a_failed_notebook_keeps_its_old_numbers_marked_stale(reports):
     ]
     assert "stale" not in block03
     assert "The latest run ended <b>failed</b>" in page
+
+
+def test_wide_notebook_figures_span_both_columns(reports):
+    # a figure much wider than tall (a multi-panel row, like 09's depth sweep) spans the
+    # two-column grid; the control: the 3 x 2 in figure of the fixture (aspect 1.5) does not
+    fig, ax = plt.subplots(figsize=(12, 3))
+    ax.plot([0, 1], [0, 1])
+    fig.savefig(reports / "figures" / "09-sweep.png", dpi=30)
+    plt.close(fig)
+    page = build_report(reports, convert=False).read_text()
+    assert '<figure id="09-sweep" class="wide">' in page
+    assert '<figure id="01-lengths">' in page
