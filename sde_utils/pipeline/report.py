@@ -97,22 +97,29 @@ def _verdict_tables(verdicts: Mapping[str, Any]) -> str:
 
 
 def _verdicts_section(metrics: dict[str, dict], stale: set[str]) -> str:
-    parts = ['<h2 id="verdicts">Verdicts</h2>']
+    parts = [
+        '<h2 id="verdicts">Verdicts</h2><p class="sub">Each notebook\'s verdict table, the '
+        "source of the findings above; click a notebook to open it.</p>"
+    ]
     for stem in sorted(metrics):
         verdicts = metrics[stem].get("metrics", {}).get("verdicts")
         if not verdicts:
             continue
-        parts.append(f"<h3>{esc(stem)}{_stamp(metrics[stem], stem in stale)}</h3>")
         if isinstance(verdicts, list) and all(isinstance(v, Mapping) for v in verdicts):
             rows = {
                 str(i + 1): {k: v for k, v in row.items() if k != "numbers"}
                 for i, row in enumerate(verdicts)
             }
-            parts.append(f'<div class="table-wrap">{matrix(rows, 0, corner="#")}</div>')
+            table = f'<div class="table-wrap">{matrix(rows, 0, corner="#")}</div>'
         elif isinstance(verdicts, Mapping):
-            parts.append(_verdict_tables(verdicts))
+            table = _verdict_tables(verdicts)
         else:
-            parts.append(f'<div class="table-wrap">{render_value(verdicts)}</div>')
+            table = f'<div class="table-wrap">{render_value(verdicts)}</div>'
+        parts.append(
+            f'<details class="verdicts"><summary><b>{esc(stem)}</b> · {len(verdicts)} '
+            f"verdict{'s' if len(verdicts) != 1 else ''}{_stamp(metrics[stem], stem in stale)}"
+            f"</summary>{table}</details>"
+        )
     if len(parts) == 1:
         parts.append('<p class="note">No verdict recorded yet.</p>')
     return "\n".join(parts)
@@ -132,17 +139,24 @@ def _evaluation_section(metrics: dict[str, dict]) -> str:
     )
 
 
-WIDE_ASPECT = 1.9  # a figure at least this much wider than tall spans both grid columns
+# A figure spans both grid columns when it is a long row of panels: at least this much
+# wider than tall and this many pixels wide (a half column would shrink it over 3.5x).
+WIDE_ASPECT = 2.2
+WIDE_PX = 2000
 
 
-def _png_aspect(png: Path) -> float:
-    """Width / height from the PNG header (1.0 when the file is not a readable PNG)."""
+def _png_size(png: Path) -> tuple[int, int]:
+    """(width, height) from the PNG header; (0, 0) when the file is not a readable PNG."""
     with open(png, "rb") as fh:
         head = fh.read(24)
     if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n":
-        return 1.0
-    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    return width / height if height else 1.0
+        return 0, 0
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def _spans_columns(png: Path) -> bool:
+    width, height = _png_size(png)
+    return height > 0 and width >= WIDE_PX and width / height >= WIDE_ASPECT
 
 
 def _figure_html(
@@ -205,11 +219,12 @@ def _figures_section(
             stem = stems.get(number, f"Notebook {number}")
             parts.append(f"<h3>{esc(stem)}{_stamp(metrics.get(stem), stem in stale)}</h3>")
             parts.append('<div class="nbfigs">')
-            for p in items:
+            # the two-column figures first, then the ones spanning both: rows stay full
+            wide = {p: _spans_columns(p) for p in items}
+            for p in sorted(items, key=lambda q: wide[q]):
                 info = recorded.get(p.stem, {})
                 caption = info.get("caption") or NOTEBOOK_FIGURES.get(p.stem) or p.stem
-                wide = _png_aspect(p) >= WIDE_ASPECT
-                parts.append(_figure_html(p, root, caption, info.get("finding"), wide))
+                parts.append(_figure_html(p, root, caption, info.get("finding"), wide[p]))
             parts.append("</div>")
     return "\n".join(parts)
 

@@ -458,12 +458,14 @@ def test_a_failed_notebook_keeps_its_old_numbers_marked_stale(reports):
 
 
 def test_wide_notebook_figures_span_both_columns(reports):
-    # a figure much wider than tall (a multi-panel row, like 09's depth sweep) spans the
-    # two-column grid; the control: the 3 x 2 in figure of the fixture (aspect 1.5) does not
+    # a long row of panels (>= 2000 px wide, >= 2.2 wider than tall, like 09's depth sweep)
+    # spans the two-column grid; controls: the fixture's small 3 x 2 in figure, and a figure
+    # as wide in aspect but only 360 px wide, stay in one column
     fig, ax = plt.subplots(figsize=(12, 3))
     ax.plot([0, 1], [0, 1])
-    fig.savefig(reports / "figures" / "09-sweep.png", dpi=30)
+    fig.savefig(reports / "figures" / "09-sweep.png", dpi=200)
+    fig.savefig(reports / "figures" / "09-small.png", dpi=30)
     plt.close(fig)
     page = build_report(reports, convert=False).read_text()
     assert '<figure id="09-sweep" class="wide">' in page
-    assert '<figure id="01-lengths">' in page
+    assert '<figure id="01-lengths">' in page and '<figure id="09-small">' in page
