@@ -17,7 +17,7 @@ NOTEBOOKS = profiles.discover_notebooks()
 
 
 def test_the_profiles_are_found():
-    assert {"quick", "default", "paper", "gpu"} <= {p.stem for p in PROFILES}
+    assert {"quick", "default", "gpu"} <= {p.stem for p in PROFILES}
 
 
 @pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)

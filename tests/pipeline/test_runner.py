@@ -151,7 +151,7 @@ def test_help_names_the_default_profile_and_examples(capsys):
 def test_unknown_profile_lists_the_known_ones():
     with pytest.raises(
         run.RunnerError,
-        match=r"profile 'nope' not found .* known: \['default', 'gpu', 'paper', 'quick'\]",
+        match=r"profile 'nope' not found .* known: \['default', 'gpu', 'quick'\]",
     ):
         run.load_profile("nope")
 
