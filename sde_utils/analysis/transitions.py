@@ -63,8 +63,8 @@ def step_quantities(model: SDEModel, z0, t0, z1, dt: float) -> dict[str, np.ndar
     * ``sq_increment``: ``|z1 - z0|^2``;
     * ``sq_residual``: ``|z1 - z0 - mu dt|^2`` (the paper's drift loss of this step);
     * ``nll``: Gaussian NLL of the Euler–Maruyama step, mean over the ``k`` coordinates
-      (the diffusion loss of this step), so ``sq_residual + lam * nll`` averaged over a
-      split is the total loss notebook 03 logs for it.
+      (the diffusion loss of this step), so ``sq_residual / k + lam * nll`` averaged over
+      a split is the total loss notebook 03 logs for it.
     """
     z0, z1 = np.asarray(z0, np.float64), np.asarray(z1, np.float64)
     if z0.shape != z1.shape or z0.ndim != 2:

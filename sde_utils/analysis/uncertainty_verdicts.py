@@ -141,8 +141,9 @@ def loss_study(
     )
     before = step_quantities(initial_model(fit), z0, t0, z1, dt)
     after = step_quantities(fit.sde, z0, t0, z1, dt)
-    loss_before = before["sq_residual"] + lam * before["nll"]
-    loss_after = after["sq_residual"] + lam * after["nll"]
+    d = z0.shape[1]  # notebook 03's total: squared drift error per dimension + lam * NLL
+    loss_before = before["sq_residual"] / d + lam * before["nll"]
+    loss_after = after["sq_residual"] / d + lam * after["nll"]
     loss_drop = mean_interval(
         loss_before - loss_after, common_conv, n_boot=n_boot, seed=seed, min_groups=min_groups
     )

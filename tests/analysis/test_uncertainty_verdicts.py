@@ -18,6 +18,7 @@ from sde_utils.analysis import uncertainty_verdicts as V
 from sde_utils.analysis.verdicts import INSUFFICIENT
 from sde_utils.models.baselines import LinearSDE, RandomWalk
 from sde_utils.models.features import FeatureMap
+from sde_utils.models.losses import drift_loss, total_loss
 from sde_utils.models.neural import NeuralSDE
 from sde_utils.models.train import History
 
@@ -86,6 +87,31 @@ def test_loss_study_of_an_untrained_network_drops_nothing(make_store):
     assert losses["test_total_before"] == losses["test_total_after"]
     assert losses["drop"]["estimate"] == 0.0 and losses["drop"]["low"] == 0.0
     assert (losses["val_total_best"], losses["best_epoch"], losses["epochs"]) == (1.9, 2, 2)
+
+
+def test_loss_study_totals_are_notebook_03s_loss(make_store):
+    # the held-out total equals models.losses.total_loss (drift error per dimension + lam *
+    # NLL per dimension) of the same network on the same transitions; float32 network, so
+    # 1e-5 relative. Control: the old sum over dimensions is off by the factor the test sees.
+    store = make_store([6, 5, 7, 6], dim=3)
+    fit = small_fit(store)
+    x0, t0, x1, index = store.transitions(return_index=True)
+    conv = store.sequences["conv_id"].to_numpy()[index[:, 0]]
+    losses = V.loss_study(fit, store, 1.0, conv, n_boot=50, seed=0, min_groups=2)
+    z0, z1 = (torch.as_tensor(fit.features.transform(x.astype(np.float64))) for x in (x0, x1))
+    expected = total_loss(
+        fit.sde.double(), z0, torch.as_tensor(t0, dtype=torch.float64), z1, 1.0, lam=0.5
+    ).item()
+    fit.sde.float()
+    assert losses["test_total_after"] == pytest.approx(expected, rel=1e-5)
+    summed = (
+        total_loss(
+            fit.sde.double(), z0, torch.as_tensor(t0, dtype=torch.float64), z1, 1.0, lam=0.5
+        ).item()
+        + 2 * drift_loss(fit.sde, z0, torch.as_tensor(t0, dtype=torch.float64), z1, 1.0).item()
+    )
+    fit.sde.float()
+    assert losses["test_total_after"] != pytest.approx(summed, rel=1e-3)
 
 
 def interval(estimate, low, high, **extra):
