@@ -25,6 +25,7 @@ from sde_utils.analysis.intervals import (
     slope_interval,
 )
 from sde_utils.analysis.sampled_fit import detectable_effect
+from sde_utils.analysis.sampled_fit import fit_params as sampled_fit_params
 from sde_utils.analysis.temperature import (
     fit_by_temperature,
     fitted_slope_interval,
@@ -209,16 +210,9 @@ def fit_temperatures(
     ``fit``'s PCA coordinates with ``fit``'s settings (smaller nets: ``epochs``, ``hidden``,
     ``patience``). Returns ``(fits, skipped)``: ``fits[(temperature, seed)]`` and the reason
     for every ``"<temperature> (seed <seed>)"`` that could not be fitted."""
-    fit_params = {
-        **fit.params,
-        "epochs": epochs,
-        "hidden": hidden,
-        "pca_dim": None,  # the states are already in 03's PCA coordinates
-        "patience": patience,
-        "horizons": [1],
-        "n_paths": 2,
-        "n_eval_trajectories": 8,
-    }
+    fit_params = sampled_fit_params(
+        fit, epochs=epochs, hidden=hidden, patience=patience, seed=0
+    )  # seed: replaced per fit below
     temp_fits, skipped = {}, {}
     projected = project_store(samples, fit.features, tag=fit.path.name)
     for fit_seed in fit_seeds:
