@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from sde_utils.analysis.intervals import as_interval, mean_interval, nan_interval
+from sde_utils.analysis.intervals import as_interval, nan_interval
 from sde_utils.analysis.stats import GroupIndex, bootstrap_settings, interval_summary
 
 
@@ -33,11 +33,6 @@ def response_groups(groups, n: int) -> np.ndarray:
 def row_groups(groups, lengths: Sequence[int]) -> np.ndarray:
     """Each response's label repeated over its ``lengths[i]`` rows (states, steps)."""
     return np.repeat(np.asarray(groups), np.asarray(lengths, dtype=np.int64))
-
-
-def mean_ci(values, groups, *, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Mean of ``values (N,)`` with a group-bootstrap interval (``groups (N,)``)."""
-    return mean_interval(np.asarray(values, dtype=np.float64), groups, n_boot=n_boot, seed=seed)
 
 
 def _early_late(horizon: int) -> tuple[slice, slice]:
@@ -150,7 +145,6 @@ __all__ = [
     "closing_sentence",
     "agreement_intervals",
     "interval_text",
-    "mean_ci",
     "response_groups",
     "row_groups",
 ]

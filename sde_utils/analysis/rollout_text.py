@@ -31,12 +31,11 @@ import pandas as pd
 import torch
 
 from sde_utils.analysis.intervals import mean_interval
-from sde_utils.checks import check_choice, check_int
+from sde_utils.checks import check_int
 from sde_utils.config import torch_threads
-from sde_utils.extraction.tokens import encode_prompt
+from sde_utils.extraction.tokens import METRICS, encode_prompt, similarity
 from sde_utils.models.simulate import simulate
 
-METRICS = ("cosine", "euclidean")
 SCORES = ("logprob", "distinct_1", "distinct_2", "accuracy")
 REAL, ROUNDTRIP, SHUFFLED = "real", "real, PCA round trip", "real, shuffled"
 
@@ -44,20 +43,6 @@ REAL, ROUNDTRIP, SHUFFLED = "real", "real, PCA round trip", "real, shuffled"
 def embedding_table(llm) -> torch.Tensor:
     """The LLM's input-embedding rows ``(V, D)`` as float64 on the CPU."""
     return llm.get_input_embeddings().weight.detach().to("cpu", torch.float64)
-
-
-def similarity(weight, vectors, metric: str = "cosine") -> torch.Tensor:
-    """``(n, V)`` scores of every vocabulary row against ``vectors (n, D)``, larger = nearer:
-    cosine similarity, or minus the squared L2 distance for ``"euclidean"``."""
-    check_choice("metric", metric, METRICS)
-    w = torch.as_tensor(weight, dtype=torch.float64)
-    x = torch.as_tensor(np.asarray(vectors, dtype=np.float64))
-    if x.ndim != 2 or x.shape[1] != w.shape[1]:
-        raise ValueError(f"vectors must have shape (n, {w.shape[1]}), got {tuple(x.shape)}")
-    if metric == "cosine":
-        return torch.nn.functional.normalize(x, dim=-1) @ torch.nn.functional.normalize(w, dim=-1).T
-    # -||x - w||^2 = 2 x.w - ||w||^2 - ||x||^2; the last term is the same for every row
-    return 2 * x @ w.T - (w**2).sum(1) - (x**2).sum(1, keepdim=True)
 
 
 def decode_ids(weight, vectors, *, metric: str = "cosine", chunk: int = 1024) -> np.ndarray:

@@ -21,6 +21,8 @@ __all__ = [
     "check_texts",
     "pad_id",
     "nearest_tokens",
+    "similarity",
+    "METRICS",
     "display_token",
 ]
 
@@ -65,6 +67,24 @@ def pad_id(tokenizer) -> int:
     return 0
 
 
+METRICS = ("cosine", "euclidean")
+
+
+def similarity(weight, vectors, metric: str = "cosine") -> torch.Tensor:
+    """``(n, V)`` scores of every vocabulary row of ``weight (V, D)`` against ``vectors
+    (n, D)``, larger = nearer: cosine similarity, or minus the squared L2 distance up to a
+    per-vector constant for ``"euclidean"`` (the ranking is that of the distance)."""
+    check_choice("metric", metric, METRICS)
+    w = torch.as_tensor(weight, dtype=torch.float64)
+    x = torch.as_tensor(np.asarray(vectors, dtype=np.float64))
+    if x.ndim != 2 or x.shape[1] != w.shape[1]:
+        raise ValueError(f"vectors must have shape (n, {w.shape[1]}), got {tuple(x.shape)}")
+    if metric == "cosine":
+        return torch.nn.functional.normalize(x, dim=-1) @ torch.nn.functional.normalize(w, dim=-1).T
+    # -||x - w||^2 = 2 x.w - ||w||^2 - ||x||^2; the last term is the same for every row
+    return 2 * x @ w.T - (w**2).sum(1) - (x**2).sum(1, keepdim=True)
+
+
 def nearest_tokens(
     model, tokenizer, vectors, *, k: int = 5, metric: str = "cosine"
 ) -> list[list[tuple[str, float]]]:
@@ -74,7 +94,7 @@ def nearest_tokens(
     ``"cosine"`` (score = cosine similarity, descending) or ``"euclidean"`` (score =
     distance, ascending). Returns, per vector, ``[(raw BPE token, score), ...]``.
     """
-    check_choice("metric", metric, ("cosine", "euclidean"))
+    check_choice("metric", metric, METRICS)
     weight = model.get_input_embeddings().weight.detach().to(torch.float64).cpu()
     vocab, d = weight.shape
     k = check_int("k", k, minimum=1, maximum=vocab)  # at most the vocabulary size
@@ -83,15 +103,11 @@ def nearest_tokens(
         x = x[None]
     if x.ndim != 2 or x.shape[1] != d:
         raise ValueError(f"vectors must have shape (n, {d}) or ({d},), got {tuple(x.shape)}")
-    if metric == "cosine":
-        scores = (
-            torch.nn.functional.normalize(x, dim=-1)
-            @ torch.nn.functional.normalize(weight, dim=-1).T
-        )
-        values, index = scores.topk(k, dim=-1)
-    else:
-        dist = torch.cdist(x, weight)
-        values, index = dist.topk(k, dim=-1, largest=False)
+    values, index = similarity(weight, x, metric).topk(k, dim=-1)
+    if metric == "euclidean":  # report the distances themselves, nearest first
+        values = torch.linalg.vector_norm(x[:, None, :] - weight[index], dim=-1)
+        values, order = values.sort(dim=-1)
+        index = index.gather(-1, order)
     return [
         list(zip(tokenizer.convert_ids_to_tokens(idx.tolist()), val.tolist(), strict=True))
         for idx, val in zip(index, values, strict=True)
