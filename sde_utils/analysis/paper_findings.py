@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from sde_utils.analysis.intervals import spearman_interval
+from sde_utils.analysis.intervals import mean_interval, spearman_interval
 from sde_utils.analysis.paper_figures import (
     DriftField,
     data_extent,
@@ -35,7 +35,6 @@ from sde_utils.analysis.paper_intervals import (
     FIG4_TEXT,
     agreement_intervals,
     closing_sentence,
-    mean_ci,
     response_groups,
     row_groups,
 )
@@ -293,7 +292,7 @@ def figure3_record(
         "decoded_is_next_token": decoded == target,
         "roundtrip_is_next_token": roundtrip == target,
     }
-    intervals = {k: mean_ci(v, steps, n_boot=n_boot, seed=seed) for k, v in shares.items()}
+    intervals = {k: mean_interval(v, steps, n_boot=n_boot, seed=seed) for k, v in shares.items()}
     numbers = {
         "n_steps": int(len(err)),
         "closer_than_current": float((err < stay).mean()),
@@ -358,11 +357,11 @@ def figure4_record(
     kw = dict(n_boot=n_boot, seed=seed)
     first5 = position < 5
     intervals = {
-        "toward_mean_share": mean_ci(cos_to_mean > 0, at_state, **kw),
-        "toward_mean_cos": mean_ci(cos_to_mean, at_state, **kw),
+        "toward_mean_share": mean_interval(cos_to_mean > 0, at_state, **kw),
+        "toward_mean_cos": mean_interval(cos_to_mean, at_state, **kw),
         "sigma_position_spearman": spearman_interval(position, mags[cells], at_cell, **kw),
-        "sigma_first5_mean": mean_ci(mags[cells][first5], at_cell[first5], **kw),
-        "sigma_rest_mean": mean_ci(mags[cells][~first5], at_cell[~first5], **kw),
+        "sigma_first5_mean": mean_interval(mags[cells][first5], at_cell[first5], **kw),
+        "sigma_rest_mean": mean_interval(mags[cells][~first5], at_cell[~first5], **kw),
     }
     numbers = {
         "n_states": int(len(states)),
