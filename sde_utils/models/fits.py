@@ -2,7 +2,8 @@
 
 A fit folder ``data/processed/fits/<run_id>/`` holds ``features.npz`` (the standardise +
 PCA map, fitted on the training split), ``model_<name>.pt`` and ``history_<name>.json``
-for each model (the neural SDE and the four baselines), ``evaluation.json`` (held-out
+for each model (:data:`MODEL_NAMES`: the neural SDE, four baselines, and the multi-step
+and latent SDEs fine-tuned from the neural SDE, :mod:`~sde_utils.models.finetune`), ``evaluation.json`` (held-out
 metrics, one row per model) and ``fit.json`` (the parameters, the store it came from and
 the order of the models, and ``files``: the sha256 of every other file, written last).
 It is built in ``<run_id>.partial/`` (training checkpoints live there, so an interrupted
@@ -40,11 +41,16 @@ from sde_utils.config import params_hash, run_id
 from sde_utils.devices import resolve_device
 from sde_utils.extraction.store import TrajectoryStore
 from sde_utils.io import atomic_write_text, build_lock, to_jsonable
-from sde_utils.models.base import SDEModel, model_dtype_device
+from sde_utils.models.base import SDEModel
 from sde_utils.models.baselines import DriftOnlyMLP, LinearDriftMLPSigma, LinearSDE, RandomWalk
 from sde_utils.models.features import FeatureMap
+from sde_utils.models.finetune import (
+    FINETUNE_DEFAULTS,
+    check_finetune_params,
+    fit_latent,
+    fit_multistep,
+)
 from sde_utils.models.metrics import evaluate_model
-from sde_utils.models.multistep import MultiStepNeuralSDE, MultiStepObjective, windows
 from sde_utils.models.neural import NeuralSDE
 from sde_utils.models.serialize import load_model, save_model
 from sde_utils.models.train import History, fit
@@ -56,16 +62,8 @@ MODEL_NAMES = (
     "drift_only",
     "linear_mlp_sigma",
     "multistep_sde",
+    "latent_sde",
 )
-# the multi-step model's parameters, filled in when a caller's params lack them (fits of
-# other notebooks built from an older parameter set); see _fit_multistep
-MULTISTEP_DEFAULTS = {
-    "multistep_k": 4,
-    "multistep_epochs": 10,
-    "multistep_patience": 3,
-    "contraction": 1.0,
-    "contraction_radius": 1.0,
-}
 FIT_FORMAT = 1
 # a full-profile fit can take hours: a second process waits for it rather than failing
 LOCK_TIMEOUT_S = 24 * 3600.0
@@ -107,10 +105,7 @@ def check_fit_params(store: TrajectoryStore, params: Mapping[str, Any]) -> None:
     check_real("lam", params["lam"], minimum=0.0)
     for name in ("hidden", "depth", "epochs", "batch_size", "n_paths"):
         check_int(name, params[name], minimum=1)
-    multi = {**MULTISTEP_DEFAULTS, **params}
-    for name in ("multistep_k", "multistep_epochs", "multistep_patience"):
-        check_int(name, multi[name], minimum=1)
-    MultiStepObjective(multi["multistep_k"], multi["contraction"], multi["contraction_radius"])
+    check_finetune_params({**FINETUNE_DEFAULTS, **params})
     check_positive("lr", params["lr"])
     check_real("weight_decay", params["weight_decay"], minimum=0.0)
     if params["patience"] is not None:
@@ -138,52 +133,6 @@ def _tensors(store: TrajectoryStore, split: str, fmap: FeatureMap, dt: float, ma
     x0, t0, x1 = store.transitions(split, dt=dt, max_len=max_len)
     z0, z1 = fmap.transform_transitions(x0, x1)
     return tuple(torch.as_tensor(np.ascontiguousarray(a)) for a in (z0, t0, z1))
-
-
-def _windows(store: TrajectoryStore, split: str, fmap: FeatureMap, params: dict):
-    """Every ``k``-th k-step window of ``split`` (``multistep_k``) in PCA space, as tensors."""
-    k = params["multistep_k"]
-    x0, t0, x1, index = store.transitions(
-        split, dt=float(params["dt"]), max_len=params.get("max_len"), return_index=True
-    )
-    z0, z1 = fmap.transform_transitions(x0, x1)
-    w0, wt, ws = windows(z0, t0, z1, index[:, 0], k)
-    if w0.shape[0] == 0:
-        raise ValueError(f"split {split!r} has no sequence of more than multistep_k={k} states")
-    return tuple(torch.as_tensor(a[::k].copy(order="C")) for a in (w0, wt, ws))
-
-
-def _fit_multistep(
-    store: TrajectoryStore, fmap: FeatureMap, params: dict, start: NeuralSDE, work: Path, progress
-) -> tuple[MultiStepNeuralSDE, History]:
-    """The neural SDE fine-tuned on the k-step objective, from ``start``'s (the one-step
-    fit's) weights: every ``k``-th window of each split (the covariance propagation costs
-    ``d`` drift evaluations per step, so all overlapping windows would cost ``k`` times as
-    much for mostly repeated steps), ``multistep_epochs`` epochs, early stopping on the val
-    total ``drift + lam * kstep_nll + penalty`` with ``multistep_patience``."""
-    model = MultiStepNeuralSDE(**start.config()).to(model_dtype_device(start)[1])
-    model.load_state_dict(start.state_dict())
-    objective = MultiStepObjective(
-        params["multistep_k"], params["contraction"], params["contraction_radius"]
-    )
-    train, val = (_windows(store, s, fmap, params) for s in ("train", "val"))
-    history = fit(
-        model,
-        train,
-        val,
-        dt=float(params["dt"]),
-        lam=params["lam"],
-        epochs=params["multistep_epochs"],
-        batch_size=params["batch_size"],
-        lr=params["lr"],
-        weight_decay=params["weight_decay"],
-        patience=params["multistep_patience"],
-        seed=params["seed"],
-        checkpoint_dir=work / "checkpoints" / "multistep_sde",
-        progress=progress,
-        objective=objective,
-    )
-    return model, history
 
 
 def _trajectories(store: TrajectoryStore, split: str, fmap: FeatureMap, limit: int, seed: int):
@@ -313,7 +262,8 @@ def fit_all(
     time_encoding, time_scale, sigma_floor, lam, epochs, batch_size, lr, weight_decay,
     patience, horizons, n_paths, n_eval_trajectories`` and the multi-step model's
     ``multistep_k, multistep_epochs, multistep_patience, contraction,
-    contraction_radius`` (:data:`MULTISTEP_DEFAULTS` where missing). Returns the loaded
+    contraction_radius`` and the latent SDE's ``latent_*`` parameters
+    (:data:`~sde_utils.models.finetune.FINETUNE_DEFAULTS` where missing). Returns the loaded
     :class:`Fit`.
     Builds under the lock ``<root>/<fit id>.lock``; a verified complete fit is reused.
     ``device`` (:func:`sde_utils.devices.resolve_device`; ``"auto"``: CUDA when present)
@@ -321,7 +271,7 @@ def fit_all(
     A store with NaN/inf states is a ValueError before training (and before any file
     but the lock file is written).
     """
-    params = {**MULTISTEP_DEFAULTS, **dict(params)}
+    params = {**FINETUNE_DEFAULTS, **dict(params)}
     check_fit_params(store, params)
     dev = resolve_device(device)
     key = {
@@ -413,12 +363,15 @@ def _build(
         )
         save_model(model, work / f"model_{name}.pt")
         histories[name].to_json(work / f"history_{name}.json")
-    name = "multistep_sde"
-    models[name], histories[name] = _fit_multistep(
-        store, fmap, params, models["neural_sde"], work, progress
-    )
-    save_model(models[name], work / f"model_{name}.pt")
-    histories[name].to_json(work / f"history_{name}.json")
+    start = models["neural_sde"]
+    finetuned = {
+        "multistep_sde": lambda: fit_multistep(store, fmap, params, start, work, progress),
+        "latent_sde": lambda: fit_latent(store, fmap, params, start, work, progress, sigma0),
+    }
+    for name, fit_one in finetuned.items():
+        models[name], histories[name] = fit_one()
+        save_model(models[name], work / f"model_{name}.pt")
+        histories[name].to_json(work / f"history_{name}.json")
 
     trajectories = _trajectories(store, "test", fmap, params["n_eval_trajectories"], params["seed"])
     evaluation = {
@@ -485,6 +438,6 @@ __all__ = [
     "check_fit_params",
     "check_finite_states",
     "MODEL_NAMES",
-    "MULTISTEP_DEFAULTS",
+    "FINETUNE_DEFAULTS",
     "LOCK_TIMEOUT_S",
 ]

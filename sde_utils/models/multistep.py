@@ -201,23 +201,8 @@ class MultiStepObjective:
         }
 
     def tensors(self, split: Any, name: str) -> tuple[torch.Tensor, ...]:
-        """``split = (x0 (N, d), t0 (N,), xs (N, k, d))`` checked, as tensors (``t0`` and
-        ``xs`` in ``x0``'s dtype)."""
-        if not isinstance(split, (tuple, list)) or len(split) != 3:
-            raise TypeError(f"{name} must be a tuple (x0 (N, d), t0 (N,), xs (N, k, d))")
-        x0, t0, xs = (torch.as_tensor(v) for v in split)
-        if x0.ndim != 2 or not x0.is_floating_point() or x0.shape[0] == 0:
-            raise ValueError(f"{name}: x0 must be a float (N, d), N >= 1, got {tuple(x0.shape)}")
-        n, d = x0.shape
-        if tuple(xs.shape) != (n, self.k, d) or tuple(t0.shape) != (n,):
-            raise ValueError(
-                f"{name}: need t0 ({n},) and xs ({n}, k={self.k}, {d}), got "
-                f"{tuple(t0.shape)} and {tuple(xs.shape)}"
-            )
-        for key, v in (("x0", x0), ("t0", t0), ("xs", xs)):
-            if not bool(torch.isfinite(v).all()):
-                raise ValueError(f"{name}: {key} contains NaN or inf")
-        return x0, t0.to(x0.dtype), xs.to(x0.dtype)
+        """``split = (x0 (N, d), t0 (N,), xs (N, k, d))`` checked (:func:`window_tensors`)."""
+        return window_tensors(split, name, self.k)
 
     def losses(
         self, model: SDEModel, batch: tuple[torch.Tensor, ...], dt: float
@@ -225,6 +210,26 @@ class MultiStepObjective:
         radius = self.radius if self.contraction > 0 else None
         drift, nll, excess = kstep_losses(model, *batch, dt, radius=radius)
         return drift, nll, self.contraction * excess
+
+
+def window_tensors(split: Any, name: str, k: int) -> tuple[torch.Tensor, ...]:
+    """``split = (x0 (N, d), t0 (N,), xs (N, k, d))`` checked, as tensors (``t0`` and ``xs``
+    in ``x0``'s dtype): the data of every objective that reads k-step windows."""
+    if not isinstance(split, (tuple, list)) or len(split) != 3:
+        raise TypeError(f"{name} must be a tuple (x0 (N, d), t0 (N,), xs (N, k, d))")
+    x0, t0, xs = (torch.as_tensor(v) for v in split)
+    if x0.ndim != 2 or not x0.is_floating_point() or x0.shape[0] == 0:
+        raise ValueError(f"{name}: x0 must be a float (N, d), N >= 1, got {tuple(x0.shape)}")
+    n, d = x0.shape
+    if tuple(xs.shape) != (n, k, d) or tuple(t0.shape) != (n,):
+        raise ValueError(
+            f"{name}: need t0 ({n},) and xs ({n}, k={k}, {d}), got "
+            f"{tuple(t0.shape)} and {tuple(xs.shape)}"
+        )
+    for key, v in (("x0", x0), ("t0", t0), ("xs", xs)):
+        if not bool(torch.isfinite(v).all()):
+            raise ValueError(f"{name}: {key} contains NaN or inf")
+    return x0, t0.to(x0.dtype), xs.to(x0.dtype)
 
 
 def windows(
@@ -251,5 +256,6 @@ __all__ = [
     "mlp_with_jacobian",
     "one_step_jacobian",
     "spectral_norm",
+    "window_tensors",
     "windows",
 ]

@@ -19,6 +19,7 @@ import torch
 from sde_utils.io import atomic_write
 from sde_utils.models.base import SDEModel, registered_models
 from sde_utils.models.baselines import DriftOnlyMLP, LinearDriftMLPSigma, LinearSDE, RandomWalk
+from sde_utils.models.latent import LatentSDE
 from sde_utils.models.multistep import MultiStepNeuralSDE
 from sde_utils.models.neural import NeuralSDE
 
@@ -31,6 +32,7 @@ PROJECT_MODELS = (
     DriftOnlyMLP,
     LinearDriftMLPSigma,
     MultiStepNeuralSDE,
+    LatentSDE,
 )
 
 

@@ -89,6 +89,7 @@ FIT_PARAMS = {
     "horizons": [1],
     "n_paths": 2,
     "n_eval_trajectories": 2,
+    "latent_window": 4,  # the test's sequences hold 5 transitions
 }
 
 

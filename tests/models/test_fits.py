@@ -7,7 +7,7 @@ import pytest
 
 from sde_utils.extraction.store import load_store
 from sde_utils.extraction.store_build import build_store
-from sde_utils.models import fits
+from sde_utils.models import finetune, fits
 
 D = 6
 PARAMS = dict(
@@ -58,6 +58,8 @@ def store(tmp_path_factory):
         ({"seed": -1}, "seed must be an int >= 0"),
         ({"multistep_k": 0}, "multistep_k must be an int >= 1"),
         ({"contraction": -1.0}, "contraction"),
+        ({"latent_window": 0}, "latent_window must be an int >= 1"),
+        ({"latent_obs_frac": 0.0}, "latent_obs_frac must be a finite number > 0"),
         ({"contraction_radius": 0.0}, "radius"),
     ],
 )
@@ -81,9 +83,14 @@ def test_fit_round_trip_and_reuse(store, tmp_path):
     multi = first.histories["multistep_sde"]
     assert type(first.models["multistep_sde"]).__name__ == "MultiStepNeuralSDE"
     assert multi.params["objective"]["name"] == "multi_step"
-    assert multi.params["objective"]["k"] == fits.MULTISTEP_DEFAULTS["multistep_k"]
-    assert 1 <= multi.n_epochs <= fits.MULTISTEP_DEFAULTS["multistep_epochs"]
+    assert multi.params["objective"]["k"] == finetune.MULTISTEP_DEFAULTS["multistep_k"]
+    assert 1 <= multi.n_epochs <= finetune.MULTISTEP_DEFAULTS["multistep_epochs"]
     assert first.histories["neural_sde"].params["objective"] == {"name": "one_step"}
+    latent = first.histories["latent_sde"]
+    assert type(first.models["latent_sde"]).__name__ == "LatentSDE"
+    assert latent.params["objective"]["name"] == "elbo"
+    assert latent.params["lam"] == 1.0  # the KL weighs 1: the loss is the negative ELBO
+    assert 1 <= latent.n_epochs <= finetune.LATENT_DEFAULTS["latent_epochs"]
     assert not (tmp_path / f"{first.path.name}.partial").exists()
     stamp = (first.path / "model_neural_sde.pt").stat().st_mtime_ns
     again = fits.fit_all(store, PARAMS, root=tmp_path, progress=False)

@@ -15,7 +15,7 @@ PARAMS = dict(
     seed=0, pca_dim=3, dt=1.0, max_len=8, hidden=8, depth=1, activation="tanh",
     time_encoding="linear", time_scale=10.0, sigma_floor=1e-3, lam=1.0, epochs=2,
     batch_size=64, lr=1e-2, weight_decay=0.0, patience=None, horizons=[1],
-    n_paths=2, n_eval_trajectories=3,
+    n_paths=2, n_eval_trajectories=3, latent_window=4,  # max_len 8 holds 7 transitions
 )  # fmt: skip
 
 
