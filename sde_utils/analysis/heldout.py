@@ -281,7 +281,42 @@ def interval_table(per: Mapping[str, Mapping[str, Mapping]], digits: int = 4) ->
     ).T
 
 
+def point_verdicts(
+    evaluation: Mapping[str, Mapping[str, float]],
+    horizons: Sequence[int],
+    reference: str = "neural_sde",
+    tolerance: float = 0.05,
+) -> tuple[pd.DataFrame, dict, int]:
+    """Point-estimate verdicts of ``reference`` against every other model of
+    ``evaluation`` (``fit.evaluation``): NLL gain and energy gain at the last horizon with
+    a value (both ``other - reference``: positive favours ``reference``) and whether it
+    beats the other on each; the calibration of its 50% and 90% intervals (within
+    ``tolerance`` of the level). Returns ``(table, calibration, last horizon)``."""
+    ref = evaluation[reference]
+    h_last = max(k for k in horizons if ref.get(f"energy_h{k}") is not None)
+    key = f"energy_h{h_last}"
+    rows = {
+        name: {
+            "nll_gain": ev["nll"] - ref["nll"],
+            f"energy_gain_h{h_last}": ev[key] - ref[key],
+            "beats_on_nll": bool(ev["nll"] > ref["nll"]),
+            "beats_on_energy": bool(ev[key] > ref[key]),
+        }
+        for name, ev in evaluation.items()
+        if name != reference
+    }
+    calibration = {}
+    for level in (0.5, 0.9):
+        got = ref[f"coverage_{level:g}"]
+        calibration[f"{level:g}"] = {
+            "coverage": (got, level),
+            "calibrated": bool(abs(got - level) <= tolerance),
+        }
+    return pd.DataFrame(rows).T, calibration, h_last
+
+
 __all__ = [
+    "point_verdicts",
     "GROUP_COLUMN",
     "beats_all",
     "interval_table",

@@ -7,9 +7,17 @@ import numpy as np
 
 from sde_utils.checks import check_fraction
 
+# the History's two loss columns, named after the objective that filled them
+LOSS_LABELS = {
+    "one_step": [("drift", "drift loss $L_\\mu$"), ("diffusion", "diffusion loss (NLL)")],
+    "multi_step": [("drift", "drift loss $L_\\mu$"), ("diffusion", "k-step NLL")],
+    "elbo": [("drift", "observation NLL"), ("diffusion", "KL (posterior | prior)")],
+}
+
 
 def plot_losses(history, *, title: str = "Training and validation losses") -> plt.Figure:
-    """Figure 1: total, drift and diffusion loss per epoch, train and val, three panels.
+    """Figure 1: total, drift and diffusion loss per epoch, train and val, three panels
+    (the two terms named after the History's objective: :data:`LOSS_LABELS`).
 
     ``history``: a :class:`sde_utils.models.train.History`. The best epoch (lowest val total) is
     marked. The diffusion loss is a Gaussian NLL and can be negative, so no log scale.
@@ -18,11 +26,8 @@ def plot_losses(history, *, title: str = "Training and validation losses") -> pl
         raise ValueError("history holds no epoch: nothing to plot")
     epochs = np.arange(1, history.n_epochs + 1)
     fig, axes = plt.subplots(3, 1, figsize=(7, 7.5), sharex=True)
-    panels = [
-        ("total", "total loss"),
-        ("drift", "drift loss $L_\\mu$"),
-        ("diffusion", "diffusion loss (NLL)"),
-    ]
+    objective = history.params.get("objective", {}).get("name", "one_step")
+    panels = [("total", "total loss"), *LOSS_LABELS.get(objective, LOSS_LABELS["one_step"])]
     for ax, (key, label) in zip(axes, panels, strict=True):
         ax.plot(epochs, getattr(history, f"train_{key}"), label="train", color="C0")
         ax.plot(epochs, getattr(history, f"val_{key}"), label="validation", color="C1")

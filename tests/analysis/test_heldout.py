@@ -26,6 +26,7 @@ from sde_utils.analysis.heldout import (
     heldout_intervals,
     interval_table,
     intervals_verdict,
+    point_verdicts,
 )
 from sde_utils.models.baselines import LinearSDE, RandomWalk
 from sde_utils.models.metrics import energy_distance, evaluate_model
@@ -179,3 +180,22 @@ def test_bad_inputs_are_named(data):
         heldout_intervals({"a": true_ou()}, tr, tr_labels, trajs, labels, 1.0, reference="x")
     with pytest.raises(ValueError, match="trajectory_groups"):
         heldout_intervals({"a": true_ou()}, tr, tr_labels, trajs, labels + 1000, 1.0, reference="a")
+
+
+def test_point_verdicts_compare_every_model_with_the_reference():
+    ev = {
+        "neural_sde": {"nll": 2.0, "energy_h4": 1.0, "energy_h16": None,
+                       "coverage_0.5": 0.52, "coverage_0.9": 0.80},
+        "linear_ou": {"nll": 2.5, "energy_h4": 0.5},
+        "latent_sde": {"nll": 1.9, "energy_h4": 2.0},
+    }  # fmt: skip
+    table, calibration, h_last = point_verdicts(ev, [1, 4, 16])
+    assert h_last == 4  # the last horizon with a value
+    assert table.loc["linear_ou", "nll_gain"] == pytest.approx(0.5)
+    assert table.loc["linear_ou", "energy_gain_h4"] == pytest.approx(-0.5)
+    assert table.loc["linear_ou", "beats_on_nll"] and not table.loc["linear_ou", "beats_on_energy"]
+    assert (
+        not table.loc["latent_sde", "beats_on_nll"] and table.loc["latent_sde", "beats_on_energy"]
+    )
+    assert "neural_sde" not in table.index
+    assert calibration["0.5"]["calibrated"] and not calibration["0.9"]["calibrated"]
