@@ -2,7 +2,8 @@
 
 Same NeuralSDE (d=64 as after PCA, hidden 128, depth 2, float32), same ~50k training
 transitions, batch 512, AdamW with the same lr / weight decay, same loss (drift squared
-error + lam * Gaussian step NLL). ``fit`` runs exactly as a notebook calls it, with all its
+error + lam * Gaussian step NLL, both means per sample and dimension as in
+``sde_utils.models.losses``). ``fit`` runs exactly as a notebook calls it, with all its
 work included: input checks, gradient clipping, per-batch loss guard, logging of the three
 losses, a validation pass over 5k held-out transitions and an atomic checkpoint. The
 reference only shuffles, steps and nothing else. Both start from the same weights; each
@@ -22,8 +23,17 @@ import time
 
 import torch
 
+from sde_utils.models.losses import total_loss
 from sde_utils.models.neural import NeuralSDE
 from sde_utils.models.train import fit
+
+
+def reference_loss(model, xb, tb, yb, dt, lam):
+    """drift + lam * NLL, both means over samples AND dimensions (sde_utils.models.losses)."""
+    mu, sigma = model.drift_diffusion(xb, tb)
+    r = yb - xb - mu * dt
+    const = 0.5 * math.log(2 * math.pi) + 0.5 * math.log(dt)
+    return r.pow(2).mean() + lam * (const + sigma.log() + 0.5 * (r / sigma).pow(2) / dt).mean()
 
 
 def reference_epoch(model, x0, t0, x1, dt, lam, batch_size, lr, weight_decay, seed):
@@ -31,17 +41,9 @@ def reference_epoch(model, x0, t0, x1, dt, lam, batch_size, lr, weight_decay, se
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(x0.shape[0], generator=gen)
-    const = 0.5 * math.log(2 * math.pi) + 0.5 * math.log(dt)
     for i in range(0, x0.shape[0], batch_size):
         idx = perm[i : i + batch_size]
-        xb, tb, yb = x0[idx], t0[idx], x1[idx]
-        mu = model.drift(xb, tb)
-        sigma = model.diffusion(xb, tb)
-        r = yb - xb - mu * dt
-        loss = (
-            r.pow(2).sum(-1).mean()
-            + lam * (const + sigma.log() + 0.5 * (r / sigma).pow(2) / dt).mean()
-        )
+        loss = reference_loss(model, x0[idx], t0[idx], x1[idx], dt, lam)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -74,6 +76,10 @@ def main() -> None:
     torch.manual_seed(0)
     model = NeuralSDE(args.d, hidden=128, depth=2, time_scale=200.0)
     init = {k: v.clone() for k, v in model.state_dict().items()}
+    # the reference minimises fit's loss: same value on one batch
+    batch = tuple(v[:batch_size] for v in train)
+    ours, ref = total_loss(model, *batch, dt, lam).item(), reference_loss(model, *batch, dt, lam)
+    assert abs(ref.item() - ours) <= 1e-5 * abs(ours), f"reference loss {ref.item()} != {ours}"
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, N={args.n} "
         f"(val {n_val}), d={args.d}, hidden 128, depth 2, batch {batch_size}, "
