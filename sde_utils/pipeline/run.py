@@ -380,9 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = time.perf_counter() - began
     for r in results:
         print(f"  {r.notebook:<32} {r.status:<6} {r.seconds:8.1f} s")
-    print(
-        f"done in {total:.1f} s; summary in {os.environ.get('SDE_OUTPUT_ROOT', '')}/reports/run_summary.json"
-    )
+    name = load_profile(args.profile)[0]
+    summary = args.summary or output_root_for(name, args.output_root) / "reports/run_summary.json"
+    print(f"done in {total:.1f} s; summary in {summary}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Figures of notebook 03's diagnosis: one-step Jacobian spectra of every model."""
+"""Figures of notebook 03's diagnosis: one-step Jacobian spectra of every model, and the
+trade-off between one-step and multi-step fit."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Mapping
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 
 def plot_jacobian_spectra(
@@ -34,4 +36,47 @@ def plot_jacobian_spectra(
     return fig
 
 
-__all__ = ["plot_jacobian_spectra"]
+def plot_tradeoff(
+    table: pd.DataFrame,
+    x: str,
+    y: str,
+    *,
+    path: list[str] | None = None,
+    title: str = "One step against many",
+) -> plt.Figure:
+    """Each model (rows of ``table``: :func:`sde_utils.analysis.latent_noise.tradeoff_table`)
+    at its held-out ``x`` and ``y`` with their 95% intervals as error bars; ``path`` (row
+    names, in order) is drawn as a line, e.g. one model along a parameter. Lower is better
+    on both axes (NLL, energy distance): the best corner is the lower left. ``x`` is drawn
+    on a log scale when its values are positive and spread over more than a decade."""
+    if table.empty:
+        raise ValueError("table is empty: nothing to plot")
+    fig, ax = plt.subplots(figsize=(9.0, 5.0))
+    path = list(path or [])
+    others = [n for n in table.index if n not in path]
+    markers = "osD^vP*X"
+    styles = {n: (f"C{k % 10}", markers[k % len(markers)]) for k, n in enumerate(others)}
+    reds = plt.cm.Reds(np.linspace(0.45, 0.95, max(len(path), 1)))
+    styles |= {n: (reds[k], "o") for k, n in enumerate(path)}
+    for name, row in table.iterrows():
+        xerr = [[row[x] - row[f"{x}_low"]], [row[f"{x}_high"] - row[x]]]
+        yerr = [[row[y] - row[f"{y}_low"]], [row[f"{y}_high"] - row[y]]]
+        color, marker = styles[name]
+        ax.errorbar(
+            row[x], row[y], xerr=xerr, yerr=yerr, fmt=marker, color=color, capsize=3,
+            markersize=7, label=name,
+        )  # fmt: skip
+    if path:
+        ax.plot(table.loc[path, x], table.loc[path, y], color=reds[-1], lw=1, ls="--")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    lows = table[f"{x}_low"].to_numpy(dtype=float)
+    if np.all(lows > 0) and table[x].max() > 10 * table[x].min():
+        ax.set_xscale("log")  # values spread over decades (a collapsed sigma's NLL)
+    ax.set_xlabel(f"{x} (held-out, lower is better)")
+    ax.set_ylabel(f"{y} (held-out, lower is better)")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["plot_jacobian_spectra", "plot_tradeoff"]
