@@ -89,7 +89,7 @@ def _(m, p):
 def _(m, p):
     ev = m["evaluation"]
     names = {"neural_sde", "random_walk", "linear_ou", "drift_only", "linear_mlp_sigma"}
-    assert set(ev) == names | {"multistep_sde"}
+    assert set(ev) == names | {"multistep_sde", "latent_sde"}
     for name, row in ev.items():
         assert row["n_transitions"] > 0
         assert all(row[k] is not None for k in ("nll", "drift_mse", "drift_r2")), name
@@ -132,6 +132,19 @@ def _(m, p):
         assert 0 <= row["radius_median"] <= row["radius_q90"], name
         assert row["radius_median"] <= row["norm_median"] + 1e-9, name  # radius <= norm
     assert 1 <= m["multistep_training"]["n_epochs"] <= p["multistep_epochs"]
+    assert 1 <= m["latent_training"]["n_epochs"] <= p["latent_epochs"]
+    # the observation-noise study: one latent SDE per noise, the fit's own among them
+    noise = m["latent_noise"]["tradeoff"]
+    variants = [f"latent_sde[s={f:g}]" for f in sorted(p["latent_obs_fracs"])]
+    assert [n for n in noise if n.startswith("latent_sde[")] == variants
+    own = f"latent_sde[s={p['latent_obs_frac']:g}]"
+    if own in noise:
+        assert abs(noise[own]["nll"] - ev["latent_sde"]["nll"]) <= 1e-6 * (
+            1 + abs(ev["latent_sde"]["nll"])
+        )
+    for name, row in noise.items():
+        for key in [k for k in row if not k.endswith(("_low", "_high"))]:
+            assert row[f"{key}_low"] <= row[key] <= row[f"{key}_high"], (name, key)
 
 
 @check("07-paper-figures")

@@ -10,9 +10,14 @@
 - :mod:`train`: ``fit`` and its ``History``; :mod:`checkpoint`: resumable checkpoints;
 - :mod:`multistep`: the neural SDE on a k-step objective (moment propagation through the
   Euler chain, contraction penalty) and the one-step Jacobian of any model;
+- :mod:`latent`: the latent SDE (a neural-SDE prior, a context encoder and a guided
+  posterior) and its ELBO objective;
+- :mod:`finetune`: fitting the multi-step and latent SDEs from the one-step fit;
 - :mod:`simulate`: Euler–Maruyama and torchsde on the token grid;
 - :mod:`metrics`: held-out scores; :mod:`fits`: the whole model set on one store.
 
 Dependencies run one way: ``base`` <- ``neural`` <- ``baselines`` <- ``serialize``,
-``losses`` <- ``multistep``, ``losses`` <- ``train`` (with ``checkpoint``); ``simulate`` <- ``metrics``; ``fits`` uses them all.
+``losses`` <- ``multistep`` <- ``latent``, ``losses`` <- ``train`` (with ``checkpoint``);
+``simulate`` <- ``metrics``; ``finetune`` uses ``latent``, ``multistep`` and ``train``;
+``fits`` uses them all.
 """

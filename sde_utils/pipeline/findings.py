@@ -90,6 +90,18 @@ def _training(m: Metrics) -> list[str]:
         + (", ".join(winners) if winners else "no model")
         + "."
     )
+    noise = m.get("latent_noise", {}).get("tradeoff")
+    if isinstance(noise, Mapping) and noise:
+        rows = [(name, r) for name, r in noise.items() if name.startswith("latent_sde[")]
+        out.append(
+            "The latent SDE by observation noise s (held-out one-step NLL, energy distance at "
+            "the last horizon): "
+            + "; ".join(
+                f"{name} NLL {_bracket(r, 'nll')}, energy {_bracket(r, _energy_key(r))}"
+                for name, r in rows
+            )
+            + "."
+        )
     spectra = m.get("jacobian_spectra")
     if isinstance(spectra, Mapping) and spectra:
         out.append(
@@ -103,6 +115,16 @@ def _training(m: Metrics) -> list[str]:
             + "."
         )
     return out
+
+
+def _energy_key(row: Mapping[str, Any]) -> str:
+    """The energy column of a trade-off row (``energy_h<k>``, not its bounds)."""
+    return next(k for k in row if k.startswith("energy_h") and not k.endswith(("_low", "_high")))
+
+
+def _bracket(row: Mapping[str, Any], key: str) -> str:
+    """``estimate [low, high]`` of a trade-off row's ``key``."""
+    return f"{fmt(row.get(key))} [{fmt(row.get(f'{key}_low'))}, {fmt(row.get(f'{key}_high'))}]"
 
 
 def _horizons(evaluation: Mapping[str, Any]) -> list[int]:
