@@ -124,6 +124,11 @@ def _(m, p):
         below = all(pairs[o][c]["high"] < 0 for o in pairs for c in vi["criteria"])
         assert v["beats_all"] == below, name
     assert vi["winners"] == [n for n, v in vi["models"].items() if v["beats_all"]]
+    assert vi["baselines"] == ["random_walk", "linear_ou", "drift_only", "linear_mlp_sigma"]
+    for name in set(ev) - set(vi["baselines"]):  # an SDE wins iff below every baseline
+        pairs = iv["pairwise"][name]
+        below = all(pairs[b][c]["high"] < 0 for b in vi["baselines"] for c in vi["criteria"])
+        assert (name in vi["sde_winners"]) == below, name
     # the diagnosis: one-step Jacobian spectra of every model; a random walk's map is I
     spectra = m["jacobian_spectra"]
     assert set(spectra) == set(ev)

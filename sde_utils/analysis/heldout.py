@@ -238,32 +238,52 @@ def heldout_intervals(
     }
 
 
-def beats_all(intervals: Mapping, metrics: Sequence[str]) -> dict:
-    """Per model: does it beat every other model on every metric in ``metrics`` (lower is
-    better) with the paired interval of ``model minus other`` entirely below 0?
+def beats_all(
+    intervals: Mapping, metrics: Sequence[str], against: Sequence[str] | None = None
+) -> dict:
+    """Per model: does it beat every other model (every model of ``against`` but itself,
+    when given) on every metric in ``metrics`` (lower is better) with the paired interval
+    of ``model minus other`` entirely below 0?
 
     ``intervals``: :func:`heldout_intervals`' result. Returns ``{name: {"beats_all": bool,
-    "<metric>": {other: high of the paired interval}}}``; a NaN bound never beats.
+    "<metric>": {other: high of the paired interval}}}``; a NaN bound never beats, and a
+    model with no other model to beat does not either.
     """
     out = {}
-    for a, others in intervals["pairwise"].items():
-        row = {m: {b: others[b][m]["high"] for b in others if m in others[b]} for m in metrics}
+    for a, pairs in intervals["pairwise"].items():
+        others = [b for b in pairs if against is None or b in against]
+        row = {m: {b: pairs[b][m]["high"] for b in others if m in pairs[b]} for m in metrics}
         row["beats_all"] = bool(
-            all(len(row[m]) == len(others) and all(h < 0 for h in row[m].values()) for m in metrics)
+            others
+            and all(
+                len(row[m]) == len(others) and all(h < 0 for h in row[m].values()) for m in metrics
+            )
         )
         out[a] = row
     return out
 
 
-def intervals_verdict(intervals: Mapping, criteria: Sequence[str]) -> dict:
+def intervals_verdict(
+    intervals: Mapping, criteria: Sequence[str], baselines: Sequence[str] = ()
+) -> dict:
     """``{"criteria", "level", "models": beats_all(...), "winners": [models that beat
-    every other on every criterion]}``, JSON-able (notebook 03's ``verdicts_intervals``)."""
+    every other on every criterion], "baselines": those present, "against_baselines":
+    beats_all(..., against=baselines), "sde_winners": [models outside ``baselines`` that
+    beat every model of ``baselines`` on every criterion]}``, JSON-able (notebook 03's
+    ``verdicts_intervals``)."""
     models = beats_all(intervals, criteria)
+    present = [b for b in baselines if b in intervals["pairwise"]]
+    against = beats_all(intervals, criteria, against=present)
     return {
         "criteria": list(criteria),
         "level": intervals["level"],
         "models": models,
         "winners": [name for name, v in models.items() if v["beats_all"]],
+        "baselines": present,
+        "against_baselines": against,
+        "sde_winners": [
+            name for name, v in against.items() if name not in present and v["beats_all"]
+        ],
     }
 
 

@@ -7,9 +7,10 @@ model it returns) and evaluated on the held-out conversations. :func:`evaluate_d
 turns one fit into one record of the sweep; every number is an interval dict of
 :mod:`sde_utils.analysis.heldout` (95% conversation bootstrap):
 
-* ``nll_gap``: one-step NLL of the neural SDE **minus** that of the best baseline (the
-  baseline with the lowest held-out NLL estimate), a paired interval (negative: the neural
-  SDE is better);
+* ``nll_gap``: one-step NLL of the neural SDE **minus** that of the best baseline (of
+  :data:`~sde_utils.models.fits.BASELINE_NAMES`, the one with the lowest held-out NLL
+  estimate; the multi-step and latent SDEs are SDEs, not baselines), a paired interval
+  (negative: the neural SDE is better);
 * ``drift_r2``, ``energy_h<k>`` (k in ``horizons``), ``coverage_0.5``, ``coverage_0.9``:
   the neural SDE's held-out values;
 * ``energy_gap_h<k>``: the neural SDE's energy distance minus the best baseline's at k
@@ -18,11 +19,12 @@ turns one fit into one record of the sweep; every number is an interval dict of
   training mean) that the ``pca_dim`` training components keep, bootstrapped over the
   same conversations (per-conversation sums, a ratio of weighted sums).
 
-``beats_all``: does the neural SDE beat **every** other model on one-step NLL and on the
+``beats_all``: does the neural SDE beat **every** baseline on one-step NLL and on the
 energy distance at ``verdict_horizon`` (16, or the longest horizon evaluated when the
-responses are shorter), with each paired interval (neural SDE minus other) entirely below
-zero (:func:`sde_utils.analysis.heldout.beats_all`)? :func:`sweep_verdict` lists the depths
-where it does, per LLM.
+responses are shorter), with each paired interval (neural SDE minus baseline) entirely
+below zero (:func:`sde_utils.analysis.heldout.intervals_verdict`)? ``sde_winners``: every
+SDE of the model set that does. :func:`sweep_verdict` lists the depths where they do, per
+LLM.
 """
 
 from __future__ import annotations
@@ -34,10 +36,10 @@ import numpy as np
 import pandas as pd
 
 from sde_utils.analysis.heldout import (
-    beats_all,
     heldout_intervals,
     heldout_trajectories,
     heldout_transitions,
+    intervals_verdict,
 )
 from sde_utils.analysis.intervals import as_interval
 from sde_utils.analysis.stats import GroupIndex, bootstrap_settings, interval_summary
@@ -48,7 +50,7 @@ from sde_utils.extraction.layers import (
     relative_depth,
 )
 from sde_utils.extraction.store import load_store
-from sde_utils.models.fits import fit_all
+from sde_utils.models.fits import BASELINE_NAMES, fit_all
 
 __all__ = [
     "REFERENCE",
@@ -89,11 +91,11 @@ def pca_variance_interval(
     return as_interval(interval_summary(ratio[0], ratio[1:], level, grp.n_groups, x.shape[0]))
 
 
-def _best_other(per_model: Mapping, metric: str) -> str | None:
+def _best_other(per_model: Mapping, metric: str, among: Sequence[str]) -> str | None:
     scores = {
         name: per[metric]["estimate"]
         for name, per in per_model.items()
-        if name != REFERENCE and metric in per and np.isfinite(per[metric]["estimate"])
+        if name in among and metric in per and np.isfinite(per[metric]["estimate"])
     }
     return min(scores, key=scores.get) if scores else None
 
@@ -119,8 +121,8 @@ def evaluate_depth(
     are all compared); the other arguments are the fit's (the same choice of held-out
     trajectories and simulated paths as its evaluation). Returns a JSON-able dict with
     ``llm, kind, depth, store, fit, best_baseline, verdict_horizon, beats_all,
-    metrics {name: interval}`` and ``largest_upper`` (per criterion, the largest upper
-    bound of the paired intervals against the other models).
+    metrics {name: interval}``, ``sde_winners`` and ``largest_upper`` (per criterion, the
+    largest upper bound of the neural SDE's paired intervals against the baselines).
     """
     transitions, tr_groups = heldout_transitions(store, fitted.features, dt, max_len)
     trajs, traj_groups = heldout_trajectories(store, fitted.features, n_eval_trajectories, seed)
@@ -132,7 +134,8 @@ def evaluate_depth(
     mine = per[REFERENCE]
     reached = [k for k in sorted(set(horizons)) if f"energy_h{k}" in mine and k <= 16]
     h = 16 if 16 in reached else (max(reached) if reached else None)
-    best = _best_other(per, "nll")
+    baselines = [name for name in BASELINE_NAMES if name in per]
+    best = _best_other(per, "nll", baselines)
     metrics = {"nll_gap": paired[best]["nll"]} if best else {}
     for key in ("drift_r2", "coverage_0.5", "coverage_0.9"):
         metrics[key] = mine[key]
@@ -140,7 +143,7 @@ def evaluate_depth(
         key = f"energy_h{k}"
         if key in mine:
             metrics[key] = mine[key]
-            other = _best_other(per, key)
+            other = _best_other(per, key, baselines)
             if other is not None:
                 metrics[f"energy_gap_h{k}"] = paired[other][key]
     test = store.split("test")
@@ -152,7 +155,8 @@ def evaluate_depth(
         seed=seed,
     )
     criteria = ["nll"] + ([f"energy_h{h}"] if h is not None else [])
-    verdict = beats_all(iv, criteria)[REFERENCE]
+    against = intervals_verdict(iv, criteria, baselines)
+    verdict = against["against_baselines"][REFERENCE]
     return {
         "llm": llm,
         "kind": kind,
@@ -164,6 +168,7 @@ def evaluate_depth(
         "verdict_horizon": h,
         "criteria": criteria,
         "beats_all": bool(verdict["beats_all"] and h is not None),
+        "sde_winners": against["sde_winners"] if h is not None else [],
         "largest_upper": {c: max(verdict[c].values()) for c in criteria if verdict[c]},
         "metrics": metrics,
         "n_groups": iv["n_groups"],
@@ -247,15 +252,23 @@ def sweep_table(records: Sequence[Mapping[str, Any]], digits: int = 3) -> pd.Dat
 
 
 def sweep_verdict(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """At which depths does the neural SDE beat every other model on one-step NLL and on
-    the verdict horizon's energy distance, intervals excluding zero? JSON-able:
-    ``{"per_llm": {llm: [{"kind", "depth"} ...]}, "both_llms": [relative depths where both
-    LLMs pass], "any": bool, "criteria": [...], "text": one sentence}``."""
+    """At which depths does the neural SDE beat every baseline on one-step NLL and on the
+    verdict horizon's energy distance, intervals excluding zero; and at which does any SDE
+    of the model set (``sde_winners``) do so? JSON-able: ``{"per_llm": {llm: [{"kind",
+    "depth"} ...]}, "both_llms": [relative depths where both LLMs pass], "any": bool,
+    "sde_per_llm": {llm: [{"kind", "depth", "models"} ...]}, "criteria": [...], "text":
+    one sentence}``."""
     per_llm: dict[str, list] = {}
+    sde_per_llm: dict[str, list] = {}
     for r in records:
         per_llm.setdefault(r["llm"], [])
+        sde_per_llm.setdefault(r["llm"], [])
         if r["beats_all"]:
             per_llm[r["llm"]].append({"kind": r["kind"], "depth": r["depth"]})
+        if r.get("sde_winners"):
+            sde_per_llm[r["llm"]].append(
+                {"kind": r["kind"], "depth": r["depth"], "models": list(r["sde_winners"])}
+            )
     depth_sets = [{round(x["depth"], 2) for x in v} for v in per_llm.values()]
     both = sorted(set.intersection(*depth_sets)) if depth_sets else []
     horizons = sorted({r["verdict_horizon"] for r in records if r["verdict_horizon"]})
@@ -266,9 +279,19 @@ def sweep_verdict(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         text = "the neural SDE beats every baseline at " + "; ".join(parts)
     else:
         text = "at no depth of either LLM does the neural SDE beat every baseline on both"
+    if any(sde_per_llm.values()):
+        parts = [
+            f"{llm}: "
+            + (", ".join(f"{x['kind']} ({', '.join(x['models'])})" for x in v) or "no depth")
+            for llm, v in sde_per_llm.items()
+        ]
+        text += "; an SDE of the model set does at " + "; ".join(parts)
+    else:
+        text += ", and neither does any other SDE of the model set"
     return {
         "criteria": ["nll", *[f"energy_h{h}" for h in horizons]],
         "per_llm": per_llm,
+        "sde_per_llm": sde_per_llm,
         "both_llms": both,
         "any": bool(any(per_llm.values())),
         "text": text,

@@ -64,6 +64,9 @@ MODEL_NAMES = (
     "multistep_sde",
     "latent_sde",
 )
+# the models that are not SDEs of the paper's kind (closed-form or fixed-sigma references,
+# and the linear drift with an MLP sigma); the others are neural SDEs of some training
+BASELINE_NAMES = ("random_walk", "linear_ou", "drift_only", "linear_mlp_sigma")
 FIT_FORMAT = 1
 # a full-profile fit can take hours: a second process waits for it rather than failing
 LOCK_TIMEOUT_S = 24 * 3600.0
@@ -438,6 +441,7 @@ __all__ = [
     "check_fit_params",
     "check_finite_states",
     "MODEL_NAMES",
+    "BASELINE_NAMES",
     "FINETUNE_DEFAULTS",
     "LOCK_TIMEOUT_S",
 ]

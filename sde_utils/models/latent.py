@@ -71,7 +71,7 @@ from sde_utils.checks import check_int, check_positive, check_seed
 from sde_utils.models.base import SDEModel, register_model
 from sde_utils.models.losses import HALF_LOG_2PI
 from sde_utils.models.multistep import window_tensors
-from sde_utils.models.neural import NeuralSDE, _init_output, make_mlp
+from sde_utils.models.neural import NeuralSDE, init_output, make_mlp
 
 
 @register_model
@@ -112,7 +112,7 @@ class LatentSDE(NeuralSDE):
         self.encoder = nn.GRU(self.state_dim, self.context_dim, batch_first=True)
         n_in = self.state_dim + self.n_time_features + self.context_dim
         self.control_net = make_mlp(n_in, self.hidden, self.depth, self.state_dim, self.activation)
-        _init_output(self.control_net[-1], 0.0)
+        init_output(self.control_net[-1], 0.0)
 
     def context(self, xs: torch.Tensor) -> torch.Tensor:
         """``c (B, L, context_dim)`` of observations ``xs (B, L, d)``: ``c[:, j]`` is the

@@ -84,7 +84,9 @@ def make_mlp(n_in: int, hidden: int, depth: int, n_out: int, activation: str) ->
 
 
 @torch.no_grad()
-def _init_output(layer: nn.Linear, bias: float) -> None:
+def init_output(layer: nn.Linear, bias: float) -> None:
+    """Scale an output layer's weights by ``OUTPUT_INIT_SCALE`` and set its bias: the net
+    starts near the constant ``bias``."""
     layer.weight.mul_(OUTPUT_INIT_SCALE)
     layer.bias.fill_(bias)
 
@@ -107,7 +109,7 @@ def make_diffusion_net(
     ``inverse_softplus(sigma_init - sigma_floor)``. Shared by :class:`NeuralSDE` and the
     linear-drift + MLP-sigma baseline, so both diffusions are built the same way."""
     net = make_mlp(n_in, hidden, depth, state_dim, activation)
-    _init_output(net[-1], inverse_softplus(sigma_init - sigma_floor))
+    init_output(net[-1], inverse_softplus(sigma_init - sigma_floor))
     return net
 
 
@@ -146,7 +148,7 @@ class MLPDriftMixin:
             self.state_dim,
             self.activation,
         )
-        _init_output(self.drift_net[-1], 0.0)
+        init_output(self.drift_net[-1], 0.0)
 
     def time_features(self, t: torch.Tensor) -> torch.Tensor:
         """``t (B,) -> (B, n_time_features)``; see :class:`TimeFeatures`."""
@@ -249,6 +251,7 @@ __all__ = [
     "ACTIVATIONS",
     "TIME_ENCODINGS",
     "make_mlp",
+    "init_output",
     "make_diffusion_net",
     "check_sigma_range",
     "inverse_softplus",

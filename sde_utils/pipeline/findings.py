@@ -90,6 +90,13 @@ def _training(m: Metrics) -> list[str]:
         + (", ".join(winners) if winners else "no model")
         + "."
     )
+    sdes = m.get("verdicts_intervals", {}).get("sde_winners")
+    if sdes is not None:
+        out.append(
+            "An SDE beating every baseline on both criteria, intervals excluding zero: "
+            + (", ".join(sdes) if sdes else "none")
+            + "."
+        )
     noise = m.get("latent_noise", {}).get("tradeoff")
     if isinstance(noise, Mapping) and noise:
         rows = [(name, r) for name, r in noise.items() if name.startswith("latent_sde[")]

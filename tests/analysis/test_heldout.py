@@ -138,6 +138,11 @@ def test_a_clearly_better_model_has_intervals_below_zero(data):
     assert verdict["ou"]["beats_all"] and not verdict["rw"]["beats_all"]
     summary = intervals_verdict(out, ["nll", "energy_h16"])
     assert summary["winners"] == ["ou"] and summary["models"] == verdict
+    # against a set of baselines: the model beats the baseline; a baseline is not a winner
+    # against itself, and an empty comparison set beats nothing
+    assert intervals_verdict(out, ["nll", "energy_h16"], baselines=["rw"])["sde_winners"] == ["ou"]
+    assert intervals_verdict(out, ["nll", "energy_h16"], baselines=["ou"])["sde_winners"] == []
+    assert not beats_all(out, ["nll"], against=[])["ou"]["beats_all"]
     table = interval_table(out["paired"])
     assert list(table.index) == ["rw"] and table.loc["rw", "nll"].startswith("-")
 

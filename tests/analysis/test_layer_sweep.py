@@ -48,6 +48,7 @@ def _record(llm, kind, depth, wins):
         "depth": depth,
         "best_baseline": "linear_ou",
         "beats_all": wins,
+        "sde_winners": ["neural_sde", "latent_sde"] if wins else [],
         "verdict_horizon": 16,
         "largest_upper": {"nll": gap["high"], "energy_h16": gap["high"]},
         "metrics": {
@@ -78,9 +79,20 @@ def test_verdict_names_the_depths_where_the_neural_sde_wins():
         {"kind": "hidden", "depth": 1.0},
     ]
     assert v["criteria"] == ["nll", "energy_h16"]
+    assert v["sde_per_llm"]["b"] == [
+        {"kind": "layer:9", "depth": 0.5, "models": ["neural_sde", "latent_sde"]}
+    ]
+    assert "layer:9 (neural_sde, latent_sde)" in v["text"]
+    # another SDE can win where the neural SDE does not
+    other = sweep_verdict(
+        [dict(r, beats_all=False) for r in records[:1]]
+        + [dict(records[0], sde_winners=["latent_sde"], kind="layer:1")]
+    )
+    assert not other["any"] and "layer:1 (latent_sde)" in other["text"]
     # control: no winner anywhere gives the negative verdict
-    none = sweep_verdict([dict(r, beats_all=False) for r in records])
+    none = sweep_verdict([dict(r, beats_all=False, sde_winners=[]) for r in records])
     assert not none["any"] and none["both_llms"] == [] and "no depth" in none["text"]
+    assert "neither does any other SDE" in none["text"]
     table = sweep_table(records)
     assert table.loc[("a", "layer:5"), "nll_gap"] == "-0.200 [-0.300, -0.100]"
     fig = plot_sweep(records)
