@@ -150,6 +150,13 @@ def _(m, p):
     for name, row in noise.items():
         for key in [k for k in row if not k.endswith(("_low", "_high"))]:
             assert row[f"{key}_low"] <= row[key] <= row[f"{key}_high"], (name, key)
+    # every model's NLL of whole held-out windows, paired against the neural SDE
+    seq = m["latent_noise"]["sequence"]
+    assert set(ev) | set(variants) == set(seq["per_model"])
+    assert set(seq["paired"]) == set(seq["per_model"]) - {"neural_sde"}
+    for name, iv in seq["paired"].items():
+        diff = seq["per_model"][name]["estimate"] - seq["per_model"]["neural_sde"]["estimate"]
+        assert abs(iv["estimate"] - diff) <= 1e-9 and iv["low"] <= iv["estimate"] <= iv["high"]
 
 
 @check("07-paper-figures")

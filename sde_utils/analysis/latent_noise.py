@@ -9,6 +9,11 @@ spread is explained as noise on the observation, which the drift then carries fo
 held-out metrics can be read as a trade-off curve (:func:`tradeoff_table`,
 :func:`sde_utils.plots.diagnosis.plot_tradeoff`).
 
+The one-step NLL scores the latent SDE's prior from the observed state, which is not the
+latent model's own likelihood. :func:`sequence_scores` puts every model on one footing:
+the NLL per dimension and step of whole held-out windows given their first state, the
+latent SDE's through its negative ELBO (an upper bound), the others' exactly.
+
 Each variant is cached as ``<fits dir>/<fit id>-latent-obs<frac>/model.pt``, written
 once training has finished; training checkpoints every epoch under that folder, so an
 interrupted run resumes.
@@ -16,18 +21,26 @@ interrupted run resumes.
 
 from __future__ import annotations
 
+import math
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import torch
 
 from sde_utils import paths
+from sde_utils.analysis.heldout import GROUP_COLUMN
+from sde_utils.analysis.intervals import mean_interval
 from sde_utils.checks import check_positive
 from sde_utils.extraction.store import TrajectoryStore
+from sde_utils.models.base import SDEModel, model_dtype_device
 from sde_utils.models.finetune import fit_latent
 from sde_utils.models.fits import Fit
-from sde_utils.models.latent import LatentSDE
+from sde_utils.models.latent import LatentSDE, elbo_terms
+from sde_utils.models.losses import HALF_LOG_2PI
+from sde_utils.models.multistep import windows
 from sde_utils.models.serialize import load_model, save_model
 
 
@@ -72,9 +85,13 @@ def latent_variants(
     return out
 
 
-def tradeoff_table(per_model: Mapping[str, Mapping], metrics: Sequence[str]) -> pd.DataFrame:
+def tradeoff_table(
+    per_model: Mapping[str, Mapping], metrics: Sequence[str], sequence: Mapping | None = None
+) -> pd.DataFrame:
     """One row per model: each metric's estimate and 95% bounds (``<metric>``,
-    ``<metric>_low``, ``<metric>_high``) from ``heldout_intervals(...)["per_model"]``."""
+    ``<metric>_low``, ``<metric>_high``) from ``heldout_intervals(...)["per_model"]``, and
+    with ``sequence`` (:func:`sequence_scores`) the same three of ``window_nll`` (for the
+    models of ``per_model``)."""
     rows = {
         name: {
             f"{m}{suffix}": per[m][key]
@@ -83,7 +100,129 @@ def tradeoff_table(per_model: Mapping[str, Mapping], metrics: Sequence[str]) -> 
         }
         for name, per in per_model.items()
     }
+    for name, iv in (sequence or {}).get("per_model", {}).items():
+        for suffix, key in (("", "estimate"), ("_low", "low"), ("_high", "high")):
+            if name in rows:
+                rows[name][f"window_nll{suffix}"] = iv[key]
     return pd.DataFrame(rows).T
 
 
-__all__ = ["latent_variants", "tradeoff_table", "variant_name"]
+def window_nll(
+    model: SDEModel,
+    x0: torch.Tensor,
+    t0: torch.Tensor,
+    xs: torch.Tensor,
+    dt: float,
+    *,
+    n_draws: int = 4,
+    seed: int = 0,
+    batch_size: int = 4096,
+) -> np.ndarray:
+    """Per window, the NLL per dimension and step of the observations ``xs (N, L, d)``
+    given the start ``x0 (N, d)`` at ``t0 (N,)``, ``(N,)`` float64: the sequence's own
+    log-likelihood, comparable across kinds of model.
+
+    For a :class:`~sde_utils.models.latent.LatentSDE` it is its negative ELBO (an upper
+    bound of its NLL, so conservative), averaged over ``n_draws`` posterior paths drawn with
+    ``seed``; for any other model the exact NLL of its Euler chain observed without noise,
+    the mean of the ``L`` one-step NLLs ``-log N(x_{j+1}; x_j + mu dt, sigma^2 dt)``."""
+    dtype, device = model_dtype_device(model)
+    out = []
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for i in range(0, x0.shape[0], batch_size):
+            a, t, b = (v[i : i + batch_size].to(device=device, dtype=dtype) for v in (x0, t0, xs))
+            if isinstance(model, LatentSDE):
+                draws = [
+                    sum(elbo_terms(model, a, t, b, dt, generator=gen, per_window=True))
+                    for _ in range(n_draws)
+                ]
+                out.append(torch.stack(draws).mean(0))
+                continue
+            n, length, d = b.shape
+            prev = torch.cat([a[:, None], b[:, :-1]], dim=1).reshape(-1, d)
+            times = (t[:, None] + dt * torch.arange(length, dtype=dtype, device=device)).reshape(-1)
+            mu, sigma = model.drift_diffusion(prev, times)
+            r = b.reshape(-1, d) - prev - mu * dt
+            nll = HALF_LOG_2PI + 0.5 * math.log(dt) + sigma.log() + 0.5 * (r / sigma).pow(2) / dt
+            out.append(nll.mean(-1).reshape(n, length).mean(1))
+    return torch.cat(out).double().cpu().numpy()
+
+
+def heldout_windows(
+    store: TrajectoryStore, fitted: Fit, split: str = "test"
+) -> tuple[tuple[torch.Tensor, ...], np.ndarray]:
+    """Every ``latent_window``-th window of ``split`` in the fit's PCA space (as the latent
+    SDE was trained on them) and each window's conversation label ``(M,)``."""
+    params = fitted.params
+    k = params["latent_window"]
+    view = store.split(split)
+    x0, t0, x1, index = view.transitions(
+        dt=float(params["dt"]), max_len=params.get("max_len"), return_index=True
+    )
+    z0, z1 = fitted.features.transform_transitions(x0, x1)
+    w0, wt, ws, start = windows(z0, t0, z1, index[:, 0], k, return_start=True)
+    groups = view.sequences[GROUP_COLUMN].to_numpy()[index[start[::k], 0]]
+    data = tuple(torch.as_tensor(a[::k].copy(order="C")) for a in (w0, wt, ws))
+    return data, groups
+
+
+def sequence_scores(
+    store: TrajectoryStore,
+    fitted: Fit,
+    models: Mapping[str, SDEModel],
+    *,
+    reference: str = "neural_sde",
+    n_draws: int = 4,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """Each model's held-out NLL per dimension and step of whole windows (:func:`window_nll`
+    on :func:`heldout_windows`), a 95% conversation-bootstrap interval, and its paired
+    difference to ``reference`` on the same windows: ``{"per_model": {name: interval},
+    "paired": {name: interval of name - reference}, "window", "n_windows"}``."""
+    (x0, t0, xs), groups = heldout_windows(store, fitted)
+    dt = float(fitted.params["dt"])
+    scores = {
+        name: window_nll(model, x0, t0, xs, dt, n_draws=n_draws, seed=seed)
+        for name, model in models.items()
+    }
+    kw = dict(n_boot=n_boot, seed=seed)
+    return {
+        "window": int(xs.shape[1]),
+        "n_windows": int(xs.shape[0]),
+        "per_model": {name: mean_interval(v, groups, **kw) for name, v in scores.items()},
+        "paired": {
+            name: mean_interval(v - scores[reference], groups, **kw)
+            for name, v in scores.items()
+            if name != reference
+        },
+    }
+
+
+def sequence_table(sequence: Mapping, digits: int = 3) -> pd.DataFrame:
+    """:func:`sequence_scores` as a table: per model ``window_nll`` and its paired
+    difference to the reference, each ``"estimate [low, high]"``."""
+
+    def cell(iv):
+        if iv is None:
+            return "–"
+        return f"{iv['estimate']:.{digits}f} [{iv['low']:.{digits}f}, {iv['high']:.{digits}f}]"
+
+    return pd.DataFrame(
+        {
+            name: {"window_nll": cell(iv), "minus_reference": cell(sequence["paired"].get(name))}
+            for name, iv in sequence["per_model"].items()
+        }
+    ).T
+
+
+__all__ = [
+    "heldout_windows",
+    "latent_variants",
+    "sequence_scores",
+    "sequence_table",
+    "tradeoff_table",
+    "variant_name",
+    "window_nll",
+]

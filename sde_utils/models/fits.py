@@ -432,11 +432,36 @@ def load_fit(folder: str | os.PathLike, *, verify: bool = True) -> Fit:
     )
 
 
+def training_record(fitted: Fit) -> dict[str, dict[str, Any]]:
+    """How each trained model's training went, JSON-able, as notebook 03 records it:
+    ``neural_sde_training`` (epochs, best epoch, why it stopped, first and best val total,
+    seconds) and ``<multistep|latent>_training`` for the fine-tuned models."""
+    h = fitted.histories["neural_sde"]
+    out = {
+        "neural_sde_training": {
+            "epochs": h.n_epochs,
+            "best_epoch": h.best_epoch,
+            "stopped_reason": h.stopped_reason,
+            "first_val_total": h.val_total[0],
+            "best_val_total": min(h.val_total),
+            "seconds": h.seconds,
+        }
+    }
+    for name in ("multistep_sde", "latent_sde"):
+        if name in fitted.histories:
+            hist = fitted.histories[name]
+            out[f"{name.split('_')[0]}_training"] = {
+                k: getattr(hist, k) for k in ("n_epochs", "best_epoch", "stopped_reason", "seconds")
+            }
+    return out
+
+
 __all__ = [
     "Fit",
     "DamagedFitError",
     "fit_all",
     "load_fit",
+    "training_record",
     "verify_fit",
     "check_fit_params",
     "check_finite_states",

@@ -137,10 +137,12 @@ def elbo_terms(
     dt: float,
     *,
     generator: torch.Generator | None = None,
+    per_window: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(recon, kl)`` of windows ``x0 (B, d)``, ``t0 (B,)``, ``xs (B, L, d)``: one
-    reparameterised posterior path per window (module docstring), both scalar means per
-    window, step and dimension; ``recon + kl`` is the negative ELBO per step and dimension.
+    reparameterised posterior path per window (module docstring), both means per step and
+    dimension, averaged over the windows (scalars) or, with ``per_window``, one per window
+    (``(B,)``); ``recon + kl`` is the negative ELBO per step and dimension.
 
     The posterior noise is drawn on the CPU from ``generator`` (torch's global generator
     when None), so a path does not depend on the device. Unchecked kernel (the training
@@ -151,8 +153,8 @@ def elbo_terms(
     noise = torch.randn((n_obs, n, b, d), generator=generator, dtype=x0.dtype).to(x0.device)
     ctx = model.context(xs)
     z = x0
-    kl = x0.new_zeros(())
-    recon = x0.new_zeros(())
+    kl = x0.new_zeros(b)
+    recon = x0.new_zeros(b)
     s2 = model.obs_scale**2
     for j in range(n_obs):
         for k in range(n):
@@ -167,14 +169,15 @@ def elbo_terms(
             # ... plus the learned, context-driven correction of its mean
             shift = shift + var.sqrt() * model.control_net(torch.cat([inp, ctx[:, j]], dim=-1))
             rho = 1.0 - gain  # posterior / prior step variance, in (0, 1]
-            kl = kl + 0.5 * (rho - 1.0 - rho.log() + shift.pow(2) / var).sum(-1).mean()
+            kl = kl + 0.5 * (rho - 1.0 - rho.log() + shift.pow(2) / var).sum(-1)
             mean = z + mu * h + shift
             z = mean + (rho * var).sqrt() * noise[j, k]
         # E log N(x_{j+1}; Z, s^2) over the last substep's Gaussian in closed form (lower
         # variance than at the sample z; exact for one observation and one substep)
         err = (xs[:, j] - mean).pow(2) + rho * var
-        recon = recon + HALF_LOG_2PI + 0.5 * math.log(s2) + 0.5 * (err / s2).mean()
-    return recon / n_obs, kl / (n_obs * d)
+        recon = recon + HALF_LOG_2PI + 0.5 * math.log(s2) + 0.5 * (err / s2).mean(-1)
+    recon, kl = recon / n_obs, kl / (n_obs * d)
+    return (recon, kl) if per_window else (recon.mean(), kl.mean())
 
 
 class ELBOObjective:

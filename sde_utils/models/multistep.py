@@ -233,18 +233,27 @@ def window_tensors(split: Any, name: str, k: int) -> tuple[torch.Tensor, ...]:
 
 
 def windows(
-    x0: np.ndarray, t0: np.ndarray, x1: np.ndarray, rows: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x0: np.ndarray,
+    t0: np.ndarray,
+    x1: np.ndarray,
+    rows: np.ndarray,
+    k: int,
+    *,
+    return_start: bool = False,
+) -> tuple[np.ndarray, ...]:
     """k-step windows from one-step transitions in store order (sequence by sequence, step
     by step, as ``TrajectoryStore.transitions``): transition ``i`` starts a window when
     transitions ``i..i+k-1`` belong to the same sequence (``rows (N,)``). Returns ``x0
-    (M, d)``, ``t0 (M,)``, ``xs (M, k, d)`` with ``xs[:, j] = x1[i + j]``."""
+    (M, d)``, ``t0 (M,)``, ``xs (M, k, d)`` with ``xs[:, j] = x1[i + j]``, and with
+    ``return_start`` the transitions ``i (M,)`` that start them."""
     k = check_int("k", k, minimum=1)
     rows = np.asarray(rows)
     n = rows.shape[0]
     start = np.arange(max(n - k + 1, 0))
     start = start[rows[start + k - 1] == rows[start]]
     xs = np.stack([x1[start + j] for j in range(k)], axis=1)
+    if return_start:
+        return x0[start], t0[start], xs, start
     return x0[start], t0[start], xs
 
 

@@ -109,6 +109,14 @@ def _training(m: Metrics) -> list[str]:
             )
             + "."
         )
+    seq = m.get("latent_noise", {}).get("sequence")
+    if isinstance(seq, Mapping) and seq.get("per_model"):
+        out.append(
+            f"NLL of whole held-out {seq.get('window')}-step windows per dimension and step "
+            "(latent SDEs: -ELBO, an upper bound): "
+            + "; ".join(f"{name} {interval(iv)}" for name, iv in seq["per_model"].items())
+            + "."
+        )
     spectra = m.get("jacobian_spectra")
     if isinstance(spectra, Mapping) and spectra:
         out.append(

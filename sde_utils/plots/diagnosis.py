@@ -3,7 +3,7 @@ trade-off between one-step and multi-step fit."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -36,47 +36,58 @@ def plot_jacobian_spectra(
     return fig
 
 
+# axis labels of the trade-off figure's metrics (others are shown by name)
+TRADEOFF_LABELS = {
+    "nll": "one-step NLL from the observed state",
+    "window_nll": "NLL of whole windows (latent SDE: -ELBO)",
+}
+
+
 def plot_tradeoff(
     table: pd.DataFrame,
-    x: str,
+    x: str | Sequence[str],
     y: str,
     *,
     path: list[str] | None = None,
     title: str = "One step against many",
 ) -> plt.Figure:
     """Each model (rows of ``table``: :func:`sde_utils.analysis.latent_noise.tradeoff_table`)
-    at its held-out ``x`` and ``y`` with their 95% intervals as error bars; ``path`` (row
-    names, in order) is drawn as a line, e.g. one model along a parameter. Lower is better
-    on both axes (NLL, energy distance): the best corner is the lower left. ``x`` is drawn
-    on a log scale when its values are positive and spread over more than a decade."""
+    at its held-out ``x`` and ``y`` with their 95% intervals as error bars, one panel per
+    metric of ``x`` (sharing ``y``); ``path`` (row names, in order) is drawn as a line, e.g.
+    one model along a parameter. Lower is better on both axes (NLL, energy distance): the
+    best corner is the lower left. An ``x`` axis is logarithmic when its values are
+    positive and spread over more than a decade."""
     if table.empty:
         raise ValueError("table is empty: nothing to plot")
-    fig, ax = plt.subplots(figsize=(9.0, 5.0))
+    xs = [x] if isinstance(x, str) else list(x)
+    fig, axes = plt.subplots(1, len(xs), figsize=(5.0 * len(xs) + 2.5, 5.0), sharey=True)
+    axes = np.atleast_1d(axes)
     path = list(path or [])
     others = [n for n in table.index if n not in path]
     markers = "osD^vP*X"
     styles = {n: (f"C{k % 10}", markers[k % len(markers)]) for k, n in enumerate(others)}
     reds = plt.cm.Reds(np.linspace(0.45, 0.95, max(len(path), 1)))
     styles |= {n: (reds[k], "o") for k, n in enumerate(path)}
-    for name, row in table.iterrows():
-        xerr = [[row[x] - row[f"{x}_low"]], [row[f"{x}_high"] - row[x]]]
-        yerr = [[row[y] - row[f"{y}_low"]], [row[f"{y}_high"] - row[y]]]
-        color, marker = styles[name]
-        ax.errorbar(
-            row[x], row[y], xerr=xerr, yerr=yerr, fmt=marker, color=color, capsize=3,
-            markersize=7, label=name,
-        )  # fmt: skip
-    if path:
-        ax.plot(table.loc[path, x], table.loc[path, y], color=reds[-1], lw=1, ls="--")
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    lows = table[f"{x}_low"].to_numpy(dtype=float)
-    if np.all(lows > 0) and table[x].max() > 10 * table[x].min():
-        ax.set_xscale("log")  # values spread over decades (a collapsed sigma's NLL)
-    ax.set_xlabel(f"{x} (held-out, lower is better)")
-    ax.set_ylabel(f"{y} (held-out, lower is better)")
-    ax.set_title(title)
+    for ax, metric in zip(axes, xs, strict=True):
+        for name, row in table.iterrows():
+            xerr = [[row[metric] - row[f"{metric}_low"]], [row[f"{metric}_high"] - row[metric]]]
+            yerr = [[row[y] - row[f"{y}_low"]], [row[f"{y}_high"] - row[y]]]
+            color, marker = styles[name]
+            ax.errorbar(
+                row[metric], row[y], xerr=xerr, yerr=yerr, fmt=marker, color=color,
+                capsize=3, markersize=7, label=name,
+            )  # fmt: skip
+        if path:
+            ax.plot(table.loc[path, metric], table.loc[path, y], color=reds[-1], lw=1, ls="--")
+        lows = table[f"{metric}_low"].to_numpy(dtype=float)
+        if np.all(lows > 0) and table[metric].max() > 10 * table[metric].min():
+            ax.set_xscale("log")  # values spread over decades (a collapsed sigma's NLL)
+        ax.set_xlabel(f"{TRADEOFF_LABELS.get(metric, metric)} (lower is better)")
+    axes[0].set_ylabel(f"{y} (held-out, lower is better)")
+    axes[-1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-__all__ = ["plot_jacobian_spectra", "plot_tradeoff"]
+__all__ = ["TRADEOFF_LABELS", "plot_jacobian_spectra", "plot_tradeoff"]

@@ -86,3 +86,53 @@ def test_tradeoff_table_and_figure():
     assert narrow.axes[0].get_xscale() == "linear"
     with pytest.raises(ValueError, match="empty"):
         plot_tradeoff(table.iloc[:0], "nll", "energy_h16")
+
+
+def test_window_nll_is_the_one_step_nll_for_markov_models_and_the_elbo_for_latent_ones():
+    """A random walk (sigma = 1, dt = 1) on windows: exactly the mean of the one-step
+    Gaussian NLLs. A latent SDE on one-step windows without control: its ELBO is exact
+    there (tests/models/test_latent.py), so its window NLL is log N(x_1; x_0 + mu dt,
+    sigma^2 dt + s^2), batch by batch, whatever the draws."""
+    import torch
+
+    from sde_utils.models.baselines import RandomWalk
+    from sde_utils.models.latent import LatentSDE
+
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(50, 3, generator=g, dtype=torch.float64)
+    xs = x0[:, None] + torch.randn(50, 4, 3, generator=g, dtype=torch.float64).cumsum(1)
+    t0 = torch.zeros(50, dtype=torch.float64)
+    rw = RandomWalk(3).double()
+    rw.sigma_diag.fill_(1.0)
+    steps = xs - torch.cat([x0[:, None], xs[:, :-1]], 1)
+    want = (0.5 * np.log(2 * np.pi) + 0.5 * steps.pow(2)).mean((1, 2)).numpy()
+    np.testing.assert_allclose(latent_noise.window_nll(rw, x0, t0, xs, 1.0), want, rtol=1e-12)
+    torch.manual_seed(1)
+    latent = LatentSDE(3, hidden=8, depth=1, obs_scale=1e-3).double()
+    with torch.no_grad():
+        latent.control_net[-1].weight.zero_()
+        mu, sigma = latent.drift_diffusion(x0, t0)  # the prior is scored at x0 only
+    var = sigma**2 + 1e-6  # sigma^2 dt + s^2
+    one = xs[:, :1]
+    exact = (0.5 * torch.log(2 * np.pi * var) + 0.5 * (one[:, 0] - x0 - mu) ** 2 / var).mean(1)
+    got = latent_noise.window_nll(latent, x0, t0, one, 1.0, n_draws=2, batch_size=16)
+    np.testing.assert_allclose(got, exact.numpy(), rtol=1e-10)  # exact for every draw
+
+
+def test_sequence_scores_on_a_fit(fitted):
+    store, fit, _ = fitted
+    (x0, t0, xs), groups = latent_noise.heldout_windows(store, fit)
+    assert xs.shape[1] == PARAMS["latent_window"] and groups.shape == (x0.shape[0],)
+    assert set(groups) <= set(store.split("test").sequences["conv_id"])
+    seq = latent_noise.sequence_scores(store, fit, fit.models, n_boot=50)
+    assert set(seq["per_model"]) == set(fit.models) and "neural_sde" not in seq["paired"]
+    for name, iv in seq["per_model"].items():
+        assert iv["low"] <= iv["estimate"] <= iv["high"], name
+        if name != "neural_sde":
+            diff = iv["estimate"] - seq["per_model"]["neural_sde"]["estimate"]
+            assert seq["paired"][name]["estimate"] == pytest.approx(diff, abs=1e-9)
+    table = latent_noise.sequence_table(seq)
+    assert table.loc["neural_sde", "minus_reference"] == "–"
+    record = fits.training_record(fit)
+    assert set(record) == {"neural_sde_training", "multistep_training", "latent_training"}
+    assert record["neural_sde_training"]["epochs"] == PARAMS["epochs"]

@@ -133,6 +133,19 @@ def test_window_elbo_bounds_the_exact_likelihood_and_a_broken_one_does_not():
     assert recon_only.mean() < exact - 4 * recon_only.std(ddof=1) / np.sqrt(len(neg))
 
 
+def test_per_window_terms_average_to_the_batch_terms():
+    m = latent(obs_scale=0.3, n_substeps=2)
+    x0, t0, xs = batch(n=9, length=3)
+    with torch.no_grad():
+        full = elbo_terms(m, x0, t0, xs, 0.5, generator=torch.Generator().manual_seed(2))
+        rows = elbo_terms(
+            m, x0, t0, xs, 0.5, generator=torch.Generator().manual_seed(2), per_window=True
+        )
+    assert rows[0].shape == rows[1].shape == (9,)
+    for a, b in zip(full, rows, strict=True):
+        torch.testing.assert_close(a, b.mean(), rtol=1e-12, atol=0)
+
+
 def test_context_at_step_j_reads_only_later_observations():
     m = latent()
     _, _, xs = batch(n=5, length=6)
