@@ -89,23 +89,13 @@ class LatentSDE(NeuralSDE):
     def __init__(
         self,
         state_dim: int,
-        hidden: int = 128,
-        depth: int = 2,
-        activation: str = "silu",
-        time_encoding: str = "linear",
-        n_frequencies: int = 4,
-        sigma_floor: float = 1e-3,
-        *,
-        sigma_init: float = 1.0,
-        time_scale: float = 1.0,
+        *args: Any,
         context_dim: int = 32,
         obs_scale: float = 1.0,
         n_substeps: int = 1,
+        **kwargs: Any,
     ):
-        super().__init__(
-            state_dim, hidden, depth, activation, time_encoding, n_frequencies, sigma_floor,
-            sigma_init=sigma_init, time_scale=time_scale,
-        )  # fmt: skip
+        super().__init__(state_dim, *args, **kwargs)  # the prior: NeuralSDE's arguments
         self.context_dim = check_int("context_dim", context_dim, minimum=1)
         self.obs_scale = check_positive("obs_scale", obs_scale)
         self.n_substeps = check_int("n_substeps", n_substeps, minimum=1)
