@@ -76,7 +76,13 @@ def window_split(
 
 def _finetune(model, start: NeuralSDE, objective, data, params, epochs, patience, ckpt, progress):
     model = model.to(model_dtype_device(start)[1])
-    model.load_state_dict(start.state_dict(), strict=False)  # the latent SDE's extra nets stay new
+    # every weight of the start is taken; the latent SDE's extra nets stay as initialised
+    loaded = model.load_state_dict(start.state_dict(), strict=False)
+    if loaded.unexpected_keys:
+        raise ValueError(
+            f"{type(model).__name__} has no place for {loaded.unexpected_keys} of the "
+            f"{type(start).__name__} it starts from"
+        )
     history = fit(
         model,
         *data,
