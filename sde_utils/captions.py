@@ -112,9 +112,10 @@ NOTEBOOK_FIGURES: dict[str, str] = {
     "03-losses-latent": "The latent SDE's training from the one-step fit: the negative ELBO "
     "per dimension and step, its observation NLL and its KL between posterior and prior, per "
     "epoch.",
-    "03-latent-noise": "Held-out one-step NLL against 16-step energy distance (95% "
-    "conversation-bootstrap intervals) for the latent SDE at three observation noises "
-    "(dashed path), the neural SDE and the linear drifts; lower left is better on both.",
+    "03-latent-noise": "The latent SDE at three observation noises (dashed path) beside the "
+    "neural SDE and the linear drifts: 16-step energy distance against the one-step NLL from "
+    "the observed state (left) and against the NLL of whole held-out windows, the latent SDE's "
+    "by its ELBO (right); 95% conversation-bootstrap intervals, lower left is better.",
     "03-jacobian-spectra": "Spectral radius and norm of each model's one-step map x -> x + "
     "mu dt at held-out states (boxes: quartiles, whiskers 5-95%); above the dotted line 1 "
     "perturbations grow.",

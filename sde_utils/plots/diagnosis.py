@@ -60,7 +60,7 @@ def plot_tradeoff(
     if table.empty:
         raise ValueError("table is empty: nothing to plot")
     xs = [x] if isinstance(x, str) else list(x)
-    fig, axes = plt.subplots(1, len(xs), figsize=(5.0 * len(xs) + 2.5, 5.0), sharey=True)
+    fig, axes = plt.subplots(1, len(xs), figsize=(5.5 * len(xs) + 3.0, 5.0), sharey=True)
     axes = np.atleast_1d(axes)
     path = list(path or [])
     others = [n for n in table.index if n not in path]
