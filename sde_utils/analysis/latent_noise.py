@@ -21,10 +21,12 @@ interrupted run resumes.
 
 from __future__ import annotations
 
+import copy
 import math
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +36,7 @@ from sde_utils import paths
 from sde_utils.analysis.heldout import GROUP_COLUMN
 from sde_utils.analysis.intervals import mean_interval
 from sde_utils.checks import check_positive
+from sde_utils.devices import resolve_device
 from sde_utils.extraction.store import TrajectoryStore
 from sde_utils.models.base import SDEModel, model_dtype_device
 from sde_utils.models.finetune import fit_latent
@@ -56,11 +59,14 @@ def latent_variants(
     *,
     root: Path | None = None,
     progress: bool = True,
+    device: Any = "auto",
 ) -> dict[str, LatentSDE]:
     """``{variant_name(frac): latent SDE}`` for every ``frac`` in ``fracs`` (each > 0): the
     fit's own ``latent_sde`` for its own fraction, a fit of the same start on the same
     windows with only the observation noise changed for the others (cached, see the module
-    docstring). ``store`` must be the store ``fitted`` was fitted on."""
+    docstring), trained on ``device`` (:func:`sde_utils.devices.resolve_device`; ``"auto"``:
+    CUDA when present) and returned on the CPU. ``store`` must be the store ``fitted`` was
+    fitted on."""
     own = fitted.params["latent_obs_frac"]
     latent = fitted.models["latent_sde"]
     # the pooled one-step residual scale the fit set s from: s = frac * sigma0 * sqrt(dt)
@@ -76,9 +82,8 @@ def latent_variants(
         path = folder / "model.pt"
         if not path.is_file():
             params = {**fitted.params, "latent_obs_frac": frac}
-            model, _ = fit_latent(
-                store, fitted.features, params, fitted.sde, folder, progress, sigma0
-            )
+            start = copy.deepcopy(fitted.sde).to(resolve_device(device))
+            model, _ = fit_latent(store, fitted.features, params, start, folder, progress, sigma0)
             save_model(model, path)
             shutil.rmtree(folder / "checkpoints", ignore_errors=True)
         out[variant_name(frac)] = load_model(path).eval()
