@@ -50,7 +50,7 @@ Departures from the torchsde examples, each for a stated reason:
 * the prior drift is a learned network (as in the Lorenz example), not a fixed OU process
   (``latent_sde.py``): with a fixed OU prior the generative model, which is what the
   project scores, would be an OU process. The prior starts from the one-step neural SDE's
-  fit (notebook 03), a mean-reverting drift on these data;
+  fit (notebook 03), whose drift mostly pulls towards the centre on these data (figure 4);
 * the observation noise ``s`` is fixed (``obs_scale``, as ``noise_std`` in the Lorenz
   example); notebook 03 sets it to a fraction of the one-step residual scale;
 * the posterior's step variance is reduced near an observation (above);
