@@ -23,6 +23,10 @@ from sde_utils.models.base import SDEModel
 from sde_utils.models.qa import is_word, qa_transitions
 from sde_utils.models.simulate import drift_path, simulate
 
+# the held-out table's two guesses that ignore the question (heldout_app_b)
+FIRST_CENTROID = "first-answer centroid"
+RESPONSE_CENTROID = "response centroid"
+
 
 def normalise_token(display: str) -> str:
     """A displayed token as a word to compare: stripped, lower-cased."""
@@ -276,6 +280,7 @@ def heldout_first_answer(
     n_boot: int = 1000,
     seed: int = 0,
     reference: str | None = None,
+    fixed: Mapping[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """App. B on every held-out question: one noise-free step ``Q_init + mu dt`` from each
     test prompt's ``Q_init`` (``transitions``: :func:`~sde_utils.models.qa.qa_transitions`
@@ -283,13 +288,17 @@ def heldout_first_answer(
     ``target_ids (n,)``: per model the mean ``log10`` word rank (0 = nearest) and the share
     ranked in the top 10, each with a 95% conversation-bootstrap interval (``groups (n,)``),
     and, with ``reference``, the paired difference ``model minus reference``. Also the
-    PCA round trip of the real first state (``round trip``: the best any step could do).
-    Columns: ``model, score, estimate, low, high, diff, diff_low, diff_high``."""
+    PCA round trip of the real first state (``round trip``: the best any step could do),
+    and each state of ``fixed`` (``{name: (k,)}``, e.g. a centroid) as a guess that ignores
+    the question. Columns: ``model, score, estimate, low, high, diff, diff_low,
+    diff_high``."""
     z0, t0, z1 = transitions
     steps = {
         name: drift_path(m, z0, 1, dt=dt, t0=float(t0[0]))[1].double().numpy()
         for name, m in models.items()
     } | {"round trip": np.asarray(z1, dtype=np.float64)}
+    for name, state in (fixed or {}).items():
+        steps[name] = np.broadcast_to(np.asarray(state, dtype=np.float64), np.shape(z1))
     scores = {}
     for name, z in steps.items():
         back = np.asarray(features.inverse_transform(np.asarray(z, dtype=np.float64)))
@@ -322,8 +331,18 @@ def heldout_app_b(
 ) -> pd.DataFrame:
     """:func:`heldout_first_answer` on the test split of ``store``: every test prompt's
     ``Q_init`` (:func:`~sde_utils.models.qa.qa_transitions`, at ``t = -dt``) against its
-    response's real first token, conversations as the bootstrap's groups."""
+    response's real first token, conversations as the bootstrap's groups. Two guesses that
+    ignore the question stand beside the models: the centroid of the training responses'
+    first states (``first-answer centroid``, what a squared-error fit of ``Q_init -> A_1``
+    learns when the question carries nothing) and the centroid of every training response
+    state (``response centroid``)."""
     transitions, rows = qa_transitions(store, "test", weight, tokenizer, features, dt=dt)
+    (_, _, first), _ = qa_transitions(store, "train", weight, tokenizer, features, dt=dt)
+    train_states = store.split("train").states()
+    fixed = {
+        FIRST_CENTROID: np.asarray(first, dtype=np.float64).mean(axis=0),
+        RESPONSE_CENTROID: np.asarray(features.transform(train_states)).mean(axis=0),
+    }
     seqs = store.split("test").sequences
     targets = np.array([int(seqs.iloc[int(i)]["token_ids"][0]) for i in rows])
     groups = seqs["conv_id"].to_numpy()[rows]
@@ -339,6 +358,7 @@ def heldout_app_b(
         n_boot=n_boot,
         seed=seed,
         reference=reference,
+        fixed=fixed,
     )
 
 
@@ -423,6 +443,19 @@ def figure7_record(
             " On held-out questions, the mean log10 rank of the real first answer word after one "
             "step from Q_init: " + "; ".join(parts) + "."
         )
+        if (FIRST_CENTROID, "log10_rank") in h.index and (
+            RESPONSE_CENTROID,
+            "log10_rank",
+        ) in h.index:
+            first = h.loc[(FIRST_CENTROID, "log10_rank"), "estimate"]
+            centre = h.loc[(RESPONSE_CENTROID, "log10_rank"), "estimate"]
+            finding += (
+                f" Of the two guesses that ignore the question, the centroid of the training "
+                f"answers' first states ranks {first:.2f} and the centroid of all response states "
+                f"{centre:.2f}: a squared-error fit of Q_init -> A_1 learns the first when the "
+                "question carries nothing, while nearest-token ranks "
+                + ("favour the second." if centre < first else "do not favour the second.")
+            )
     return figure_record(stem, finding, numbers)
 
 

@@ -175,6 +175,7 @@ def test_heldout_first_answer_ranks_and_paired_differences(fake_llm, fake_vocab)
         dt=1.0,
         n_boot=50,
         reference="still",
+        fixed={"on target 1": features.transform(weight[[1]])[0]},
     ).set_index(["model", "score"])
     # a still model stays on row 5..8, so the target's rank is its cosine rank there
     cos = (weight[[5, 6, 7, 8]] / np.linalg.norm(weight[[5, 6, 7, 8]], axis=1)[:, None]) @ (
@@ -187,3 +188,16 @@ def test_heldout_first_answer_ranks_and_paired_differences(fake_llm, fake_vocab)
     assert table.loc[("round trip", "log10_rank"), "estimate"] == 0.0  # exact inverse
     assert table.loc[("same", "log10_rank"), "diff"] == 0.0  # same model, same numbers
     assert table.loc[("round trip", "log10_rank"), "diff"] == pytest.approx(-est)
+    # a fixed guess is scored for every question: exactly right for the first (rank 1),
+    # and for the others the cosine rank of their target seen from row 1
+    c1 = cos_from(weight, 1)
+    fixed_ranks = [1] + [int((c1 > c1[t]).sum()) + 1 for t in targets[1:]]
+    assert table.loc[("on target 1", "log10_rank"), "estimate"] == pytest.approx(
+        np.mean(np.log10(fixed_ranks))
+    )
+
+
+def cos_from(weight, row):
+    """Cosine similarity of every row of ``weight`` to row ``row``."""
+    unit = weight / np.linalg.norm(weight, axis=1)[:, None]
+    return unit @ unit[row]
