@@ -9,7 +9,6 @@ import pytest
 
 from sde_utils.analysis import latent_noise
 from sde_utils.extraction.store import load_store
-from sde_utils.extraction.store_build import build_store
 from sde_utils.models import fits
 from sde_utils.plots.diagnosis import plot_tradeoff
 
@@ -24,26 +23,10 @@ PARAMS = dict(
 
 
 @pytest.fixture(scope="module")
-def fitted(tmp_path_factory):
-    rng = np.random.default_rng(1)
-    items, states = [], {}
-    for i in range(9):
-        x = np.zeros((10, D))
-        for k in range(9):
-            x[k + 1] = 0.7 * x[k] + 0.3 * rng.normal(size=D)
-        states[f"p{i}"] = x.astype(np.float32)
-        items.append(
-            {"pair_id": f"p{i}", "conv_id": f"c{i}", "split": ("train", "val", "test")[i % 3]}
-        )
-
-    def embed(chunk):
-        return [
-            {"states": states[it["pair_id"]], "token_ids": list(range(10)), "tokens": ["t"] * 10}
-            for it in chunk
-        ]
-
+def fitted(tmp_path_factory, ou_store):
+    """A quick fit_all on 9 AR(1) sequences of 10 states in R^4."""
     root = tmp_path_factory.mktemp("noise")
-    store = load_store(build_store("ou", items, embed, params={}, root=root, progress=False))
+    store = load_store(ou_store("ou", root, n_seqs=9, length=10, dim=D, seed=1))
     return store, fits.fit_all(store, PARAMS, root=root / "fits", progress=False), root
 
 

@@ -2,11 +2,9 @@
 
 import json
 
-import numpy as np
 import pytest
 
 from sde_utils.extraction.store import load_store
-from sde_utils.extraction.store_build import build_store
 from sde_utils.models import finetune, fits
 
 D = 6
@@ -19,28 +17,10 @@ PARAMS = dict(
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(tmp_path_factory, ou_store):
     """18 OU-like sequences of 12 states in R^6, 6 conversations per split."""
-    rng = np.random.default_rng(0)
-    items, states = [], {}
-    for i in range(18):
-        x = np.zeros((12, D))
-        x[0] = rng.normal(size=D)
-        for k in range(11):
-            x[k + 1] = 0.7 * x[k] + 0.3 * rng.normal(size=D)
-        states[f"p{i}"] = x.astype(np.float32)
-        items.append(
-            {"pair_id": f"p{i}", "conv_id": f"c{i}", "split": ("train", "val", "test")[i % 3]}
-        )
-
-    def embed(chunk):
-        return [
-            {"states": states[it["pair_id"]], "token_ids": list(range(12)), "tokens": ["t"] * 12}
-            for it in chunk
-        ]
-
     root = tmp_path_factory.mktemp("stores")
-    return load_store(build_store("ou", items, embed, params={"n": 18}, root=root, progress=False))
+    return load_store(ou_store("ou", root, n_seqs=18, length=12, dim=D, params={"n": 18}))
 
 
 @pytest.mark.parametrize(

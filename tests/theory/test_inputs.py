@@ -6,7 +6,6 @@ import pytest
 
 from sde_utils import paths
 from sde_utils.extraction.store import load_store
-from sde_utils.extraction.store_build import build_store
 from sde_utils.models import fits
 from sde_utils.theory.inputs import TheoryInputs, draw_subset, load_theory_inputs
 
@@ -19,34 +18,14 @@ PARAMS = dict(
 )  # fmt: skip
 
 
-def _store(name, root, seed):
-    """12 AR(1) sequences of 10 states in R^5, 4 conversations per split."""
-    rng = np.random.default_rng(seed)
-    items, states = [], {}
-    for i in range(12):
-        x = np.zeros((10, D))
-        x[0] = rng.normal(size=D)
-        for k in range(9):
-            x[k + 1] = 0.7 * x[k] + 0.3 * rng.normal(size=D)
-        states[f"p{i}"] = x.astype(np.float32)
-        items.append(
-            {"pair_id": f"p{i}", "conv_id": f"c{i}", "split": ("train", "val", "test")[i % 3]}
-        )
-
-    def embed(chunk):
-        return [
-            {"states": states[it["pair_id"]], "token_ids": list(range(10)), "tokens": ["t"] * 10}
-            for it in chunk
-        ]
-
-    return build_store(name, items, embed, params={"seed": seed}, root=root, progress=False)
-
-
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, ou_store):
+    """Two stores of 12 AR(1) sequences of 10 states in R^5 (4 conversations per split) and
+    a fit on the first."""
     root = tmp_path_factory.mktemp("theory-inputs")
-    store_dir = _store("ou", root / "trajectories", seed=0)
-    other_dir = _store("other", root / "trajectories", seed=1)
+    shape = dict(n_seqs=12, length=10, dim=D)
+    store_dir = ou_store("ou", root / "trajectories", seed=0, params={"seed": 0}, **shape)
+    other_dir = ou_store("other", root / "trajectories", seed=1, params={"seed": 1}, **shape)
     fit = fits.fit_all(load_store(store_dir), PARAMS, root=root / "fits", progress=False)
     return fit.path, store_dir, other_dir
 
