@@ -25,9 +25,9 @@ import argparse
 import math
 import statistics
 import tempfile
-import time
 
 import torch
+from _paired import paired_repeats, report_ratio
 from torch.nn import functional as F
 
 from sde_utils.models.latent import ELBOObjective, LatentSDE, elbo_terms
@@ -125,35 +125,26 @@ def main() -> None:
         f"(val {n_val}), L={big_l}, d={args.d}, hidden 128, depth 2, context 32, "
         f"batch {batch_size}; negative ELBO {ours.item():.4f} (reference equal, rel {rel:.1e})"
     )
-    ours, ref = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for rep in range(args.repeats + 1):  # the first round warms up and is discarded
+
+        def reference(rep):
             model.load_state_dict(init)
             torch.manual_seed(rep)
-            t = time.perf_counter()
             reference_epoch(model, *train, dt, batch_size, lr, wd, seed=rep)
-            t_ref = time.perf_counter() - t
+
+        def ours(rep):
             model.load_state_dict(init)
             torch.manual_seed(rep)
-            t = time.perf_counter()
             fit(
                 model, train, val, dt=dt, lam=1.0, epochs=1, batch_size=batch_size, lr=lr,
                 weight_decay=wd, seed=rep, checkpoint_dir=f"{tmp}/{rep}", progress=False,
                 objective=objective,
             )  # fmt: skip
-            t_ours = time.perf_counter() - t
-            if rep == 0:
-                continue
-            ref.append(t_ref)
-            ours.append(t_ours)
-            print(f"repeat {rep}: reference {t_ref:.3f} s, fit {t_ours:.3f} s")
+
+        ref, mine = paired_repeats(args.repeats, reference, ours)
     print(f"median reference loop: {statistics.median(ref):.3f} s/epoch")
-    print(f"median fit (checks, clipping, validation, checkpoint): {statistics.median(ours):.3f} s")
-    ratio = statistics.median(o / r for o, r in zip(ours, ref, strict=True))
-    verdict = "PASS" if ratio <= 1.2 else "FAIL"
-    print(
-        f"ratio ours/reference = {ratio:.2f} (median of paired repeats, target <= 1.2): {verdict}"
-    )
+    print(f"median fit (checks, clipping, validation, checkpoint): {statistics.median(mine):.3f} s")
+    report_ratio(mine, ref)
 
 
 if __name__ == "__main__":

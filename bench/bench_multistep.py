@@ -20,9 +20,9 @@ import argparse
 import math
 import statistics
 import tempfile
-import time
 
 import torch
+from _paired import paired_repeats, report_ratio
 from torch.nn import functional as F
 
 from sde_utils.models.multistep import MultiStepNeuralSDE, MultiStepObjective
@@ -116,35 +116,26 @@ def main() -> None:
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, N={args.n} windows "
         f"(val {n_val}), k={args.k}, d={args.d}, hidden 128, depth 2, batch {batch_size}"
     )
-    ours, ref = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for rep in range(args.repeats + 1):  # the first round warms up and is discarded
+
+        def reference(rep):
             model.load_state_dict(init)
-            t = time.perf_counter()
             reference_epoch(
                 model, *train, dt, lam, weight, radius, batch_size, lr, wd, seed=rep
             )  # fmt: skip
-            t_ref = time.perf_counter() - t
+
+        def ours(rep):
             model.load_state_dict(init)
-            t = time.perf_counter()
             fit(
                 model, train, val, dt=dt, lam=lam, epochs=1, batch_size=batch_size, lr=lr,
                 weight_decay=wd, seed=rep, checkpoint_dir=f"{tmp}/{rep}", progress=False,
                 objective=objective,
             )  # fmt: skip
-            t_ours = time.perf_counter() - t
-            if rep == 0:
-                continue
-            ref.append(t_ref)
-            ours.append(t_ours)
-            print(f"repeat {rep}: reference {t_ref:.3f} s, fit {t_ours:.3f} s")
+
+        ref, mine = paired_repeats(args.repeats, reference, ours)
     print(f"median reference loop: {statistics.median(ref):.3f} s/epoch")
-    print(f"median fit (checks, clipping, validation, checkpoint): {statistics.median(ours):.3f} s")
-    ratio = statistics.median(o / r for o, r in zip(ours, ref, strict=True))
-    verdict = "PASS" if ratio <= 1.2 else "FAIL"
-    print(
-        f"ratio ours/reference = {ratio:.2f} (median of paired repeats, target <= 1.2): {verdict}"
-    )
+    print(f"median fit (checks, clipping, validation, checkpoint): {statistics.median(mine):.3f} s")
+    report_ratio(mine, ref)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import tempfile
 import time
 
 import torch
+from _paired import report_ratio
 
 from sde_utils.models.losses import total_loss
 from sde_utils.models.neural import NeuralSDE
@@ -145,11 +146,7 @@ def main() -> None:
     print(f"ratio of medians fit/reference: {m_ours / m_ref:.2f}")
     # each repeat runs the two back to back, so they share the (shared) machine's load:
     # the median of the paired ratios is the robust comparison
-    ratio = statistics.median(o / r for o, r in zip(ours, ref, strict=True))
-    verdict = "PASS" if ratio <= 1.2 else "FAIL"
-    print(
-        f"ratio ours/reference = {ratio:.2f} (median of paired repeats, target <= 1.2): {verdict}"
-    )
+    report_ratio(ours, ref)
 
 
 if __name__ == "__main__":
