@@ -22,7 +22,6 @@ interrupted run resumes.
 from __future__ import annotations
 
 import copy
-import math
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -42,7 +41,7 @@ from sde_utils.models.base import SDEModel, model_dtype_device
 from sde_utils.models.finetune import fit_latent
 from sde_utils.models.fits import Fit
 from sde_utils.models.latent import LatentSDE, elbo_terms
-from sde_utils.models.losses import HALF_LOG_2PI
+from sde_utils.models.metrics import one_step_rows
 from sde_utils.models.multistep import windows
 from sde_utils.models.serialize import load_model, save_model
 
@@ -129,28 +128,26 @@ def window_nll(
 
     For a :class:`~sde_utils.models.latent.LatentSDE` it is its negative ELBO (an upper
     bound of its NLL, so conservative), averaged over ``n_draws`` posterior paths drawn with
-    ``seed``; for any other model the exact NLL of its Euler chain observed without noise,
-    the mean of the ``L`` one-step NLLs ``-log N(x_{j+1}; x_j + mu dt, sigma^2 dt)``."""
+    ``seed`` in batches of ``batch_size`` windows; for any other model the exact NLL of its
+    Euler chain observed without noise, the mean of the ``L`` one-step NLLs
+    (:func:`~sde_utils.models.metrics.one_step_rows`)."""
+    n, length, d = xs.shape
+    if not isinstance(model, LatentSDE):
+        prev = torch.cat([x0[:, None], xs[:, :-1]], dim=1).reshape(-1, d)
+        times = (t0[:, None] + dt * torch.arange(length, dtype=t0.dtype)).reshape(-1)
+        nll = one_step_rows(model, prev, times, xs.reshape(-1, d), dt)["nll"]
+        return nll.reshape(n, length).mean(axis=1)
     dtype, device = model_dtype_device(model)
-    out = []
     gen = torch.Generator().manual_seed(seed)
+    out = []
     with torch.no_grad():
-        for i in range(0, x0.shape[0], batch_size):
+        for i in range(0, n, batch_size):
             a, t, b = (v[i : i + batch_size].to(device=device, dtype=dtype) for v in (x0, t0, xs))
-            if isinstance(model, LatentSDE):
-                draws = [
-                    sum(elbo_terms(model, a, t, b, dt, generator=gen, per_window=True))
-                    for _ in range(n_draws)
-                ]
-                out.append(torch.stack(draws).mean(0))
-                continue
-            n, length, d = b.shape
-            prev = torch.cat([a[:, None], b[:, :-1]], dim=1).reshape(-1, d)
-            times = (t[:, None] + dt * torch.arange(length, dtype=dtype, device=device)).reshape(-1)
-            mu, sigma = model.drift_diffusion(prev, times)
-            r = b.reshape(-1, d) - prev - mu * dt
-            nll = HALF_LOG_2PI + 0.5 * math.log(dt) + sigma.log() + 0.5 * (r / sigma).pow(2) / dt
-            out.append(nll.mean(-1).reshape(n, length).mean(1))
+            draws = [
+                sum(elbo_terms(model, a, t, b, dt, generator=gen, per_window=True))
+                for _ in range(n_draws)
+            ]
+            out.append(torch.stack(draws).mean(0))
     return torch.cat(out).double().cpu().numpy()
 
 
