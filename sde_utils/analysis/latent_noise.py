@@ -38,11 +38,10 @@ from sde_utils.checks import check_positive
 from sde_utils.devices import resolve_device
 from sde_utils.extraction.store import TrajectoryStore
 from sde_utils.models.base import SDEModel, model_dtype_device
-from sde_utils.models.finetune import fit_latent
+from sde_utils.models.finetune import fit_latent, window_split
 from sde_utils.models.fits import Fit
 from sde_utils.models.latent import LatentSDE, elbo_terms
 from sde_utils.models.metrics import one_step_rows
-from sde_utils.models.multistep import windows
 from sde_utils.models.serialize import load_model, save_model
 
 
@@ -156,17 +155,10 @@ def heldout_windows(
 ) -> tuple[tuple[torch.Tensor, ...], np.ndarray]:
     """Every ``latent_window``-th window of ``split`` in the fit's PCA space (as the latent
     SDE was trained on them) and each window's conversation label ``(M,)``."""
-    params = fitted.params
-    k = params["latent_window"]
-    view = store.split(split)
-    x0, t0, x1, index = view.transitions(
-        dt=float(params["dt"]), max_len=params.get("max_len"), return_index=True
+    data, rows = window_split(
+        store, split, fitted.features, fitted.params, "latent_window", return_rows=True
     )
-    z0, z1 = fitted.features.transform_transitions(x0, x1)
-    w0, wt, ws, start = windows(z0, t0, z1, index[:, 0], k, return_start=True)
-    groups = view.sequences[GROUP_COLUMN].to_numpy()[index[start[::k], 0]]
-    data = tuple(torch.as_tensor(a[::k].copy(order="C")) for a in (w0, wt, ws))
-    return data, groups
+    return data, store.split(split).sequences[GROUP_COLUMN].to_numpy()[rows]
 
 
 def sequence_scores(

@@ -55,23 +55,32 @@ def check_finetune_params(params: Mapping[str, Any]) -> None:
 
 
 def window_split(
-    store: TrajectoryStore, split: str, fmap: FeatureMap, params: Mapping[str, Any], key: str
-) -> tuple[torch.Tensor, ...]:
-    """Every ``k``-th k-step window of ``split`` in PCA space, ``k = params[key]``, as tensors: each transition
-    in one window per epoch (all overlapping windows would cost ``k`` times as much for
-    mostly repeated steps)."""
+    store: TrajectoryStore,
+    split: str,
+    fmap: FeatureMap,
+    params: Mapping[str, Any],
+    key: str,
+    *,
+    return_rows: bool = False,
+) -> tuple:
+    """Every ``k``-th k-step window of ``split`` in PCA space, ``k = params[key]``, as
+    tensors ``(x0, t0, xs)``: each transition in one window per epoch (all overlapping
+    windows would cost ``k`` times as much for mostly repeated steps). With
+    ``return_rows``, ``((x0, t0, xs), rows)``: each window's row in the split's
+    ``sequences``."""
     k = params[key]
     x0, t0, x1, index = store.transitions(
         split, dt=float(params["dt"]), max_len=params.get("max_len"), return_index=True
     )
     z0, z1 = fmap.transform_transitions(x0, x1)
-    w0, wt, ws = windows(z0, t0, z1, index[:, 0], k)
+    w0, wt, ws, start = windows(z0, t0, z1, index[:, 0], k, return_start=True)
     if w0.shape[0] == 0:
         raise ValueError(
             f"split {split!r} has no sequence of more than {key}={k} states "
             f"(max_len={params.get('max_len')}): lower {key}"
         )
-    return tuple(torch.as_tensor(a[::k].copy(order="C")) for a in (w0, wt, ws))
+    data = tuple(torch.as_tensor(a[::k].copy(order="C")) for a in (w0, wt, ws))
+    return (data, index[start[::k], 0]) if return_rows else data
 
 
 def _finetune(model, start: NeuralSDE, objective, data, params, epochs, patience, ckpt, progress):

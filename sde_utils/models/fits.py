@@ -3,8 +3,8 @@
 A fit folder ``data/processed/fits/<run_id>/`` holds ``features.npz`` (the standardise +
 PCA map, fitted on the training split), ``model_<name>.pt`` and ``history_<name>.json``
 for each model (:data:`MODEL_NAMES`: the neural SDE, four baselines, and the multi-step
-and latent SDEs fine-tuned from the neural SDE, :mod:`~sde_utils.models.finetune`), ``evaluation.json`` (held-out
-metrics, one row per model) and ``fit.json`` (the parameters, the store it came from and
+and latent SDEs fine-tuned from the neural SDE, :mod:`~sde_utils.models.finetune`),
+``evaluation.json`` (held-out metrics, one row per model) and ``fit.json`` (the parameters, the store it came from and
 the order of the models, and ``files``: the sha256 of every other file, written last).
 It is built in ``<run_id>.partial/`` (training checkpoints live there, so an interrupted
 fit resumes from the last epoch) and renamed into place when complete, under the
